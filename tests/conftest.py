@@ -1,0 +1,52 @@
+"""Shared test set-up.
+
+Tests marked `docker` need a reachable Docker daemon. Locally they are skipped when there
+is none; with `CI=true` a missing daemon FAILS them, because CI promises a daemon and a
+skipped test proves nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@functools.cache
+def _docker_problem() -> str | None:
+    """Why the daemon cannot be used, or None when it answers a ping."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.close()
+    except Exception as exc:  # any failure means "no usable daemon"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is None:
+        return
+    problem = _docker_problem()
+    if problem is None:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true but no Docker daemon is reachable ({problem})", pytrace=False)
+    pytest.skip(f"no Docker daemon ({problem})")
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A Docker SDK client for the daemon the tests run against."""
+    import docker
+
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
