@@ -1,0 +1,197 @@
+"""Public API: make sure the stand-in images exist and say what they are called.
+
+Images are tagged with a hash of everything that goes into them, so a test run reuses them as long as
+nothing changed (a no-op costs a few API calls) and rebuilds exactly the ones that did. Builds are
+serialised between processes with a file lock in the cache directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import pki, rootfs
+from .roles import ROLES, SUITE, Role
+
+LOG = logging.getLogger("standins")
+REPOSITORY = "scaffold-standin"
+LABEL = "org.scaffold.standin"
+PEBBLE_CA_LABEL = f"{LABEL}.pebble-ca"
+HERE = Path(__file__).parent
+# Sources whose change must rebuild every image (how images are made).
+BUILDER_SOURCES = (HERE / "rootfs.py", HERE / "pki.py")
+
+
+@dataclass(frozen=True)
+class StandinImages:
+    """References of the stand-in images, usable as `image:` in a compose file."""
+
+    nginx: str
+    certbot: str
+    postgres: str
+    authentik: str
+    pebble: str
+    client: str
+    pebble_ca_pem: str  # CA of pebble's own HTTPS certificate, for REQUESTS_CA_BUNDLE in certbot
+
+
+def cache_dir() -> Path:
+    """Where .debs, the base root file system and the build lock live."""
+    default = Path.home() / ".cache" / "scaffold-standins"
+    return Path(os.environ.get("SCAFFOLD_STANDIN_CACHE") or default)
+
+
+def role_files(role: Role) -> dict[str, tuple[bytes, int]]:
+    return {dest: (src.read_bytes(), mode) for dest, (src, mode) in sorted(role.files.items())}
+
+
+def base_key() -> str:
+    material = json.dumps(rootfs.DEBOOTSTRAP_ARGS) + rootfs.DPKG_EXCLUDES
+    return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+def role_digest(role: Role) -> str:
+    """12 hex digits over suite, packages, scripts, files and the builder itself."""
+    h = hashlib.sha256()
+    spec = {
+        "suite": SUITE,
+        "base": base_key(),
+        "name": role.name,
+        "packages": role.packages,
+        "pre": role.pre_install,
+        "post": role.post_install,
+        "dockerfile": role.dockerfile,
+        "pebble_pki": role.pebble_pki,
+    }
+    h.update(json.dumps(spec, sort_keys=True).encode())
+    for dest, (content, mode) in role_files(role).items():
+        h.update(f"\0{dest}\0{mode:o}\0".encode())
+        h.update(hashlib.sha256(content).digest())
+    for source in BUILDER_SOURCES:
+        h.update(source.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def reference(role: Role) -> str:
+    return f"{REPOSITORY}/{role.name}:{role_digest(role)}"
+
+
+def _present(client: docker.DockerClient, ref: str) -> docker.models.images.Image | None:
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+@contextmanager
+def _build_lock(directory: Path) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "build.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            LOG.info("another process is building stand-in images; waiting")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_role(client: docker.DockerClient, role: Role, ref: str, base: Path, cache: Path) -> dict:
+    """Copy the base, install the role, import it; returns timings for the report."""
+    digest = ref.rsplit(":", 1)[1]
+    work = cache / "work" / f"{role.name}-{digest}"
+    rootfs.remove_tree(work)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        rootfs.run(["cp", "-a", "--reflink=auto", str(base), str(work)])
+        files = role_files(role)
+        dockerfile = role.dockerfile
+        if role.pebble_pki:
+            made = pki.make_pebble_pki(digest)
+            files["/test/certs/localhost/cert.pem"] = (made.cert_pem.encode(), 0o644)
+            files["/test/certs/localhost/key.pem"] = (made.key_pem.encode(), 0o644)
+            files["/test/certs/pebble.minica.pem"] = (made.ca_pem.encode(), 0o644)
+            encoded = base64.b64encode(made.ca_pem.encode()).decode()
+            dockerfile += f'\nLABEL {PEBBLE_CA_LABEL}="{encoded}"\n'
+        dockerfile += f'\nLABEL {LABEL}.role="{role.name}" {LABEL}.digest="{digest}"\n'
+        rootfs.install(work, cache / "debs", role.packages, role.pre_install, role.post_install, files)
+        rootfs.clean(work)
+        installed = time.monotonic()
+        rootfs.import_image(client, work, ref, dockerfile)
+    finally:
+        rootfs.remove_tree(work)
+    done = time.monotonic()
+    return {"role": role.name, "install_s": installed - started, "import_s": done - installed}
+
+
+def build_missing(client: docker.DockerClient, jobs: int = 2) -> list[dict]:
+    """Build every stand-in whose tag is absent; returns per-role timings (empty when none)."""
+    cache = cache_dir()
+    with _build_lock(cache):
+        todo = [(role, reference(role)) for role in ROLES]
+        todo = [(role, ref) for role, ref in todo if _present(client, ref) is None]
+        if not todo:
+            return []
+        report: list[dict] = []
+        started = time.monotonic()
+        debs = cache / "debs"
+        base = cache / f"base-{SUITE}-{base_key()}"
+        if not base.exists():
+            LOG.info("debootstrap %s minbase into %s", SUITE, base)
+            rootfs.build_base(base, debs)
+            report.append({"role": "base", "install_s": time.monotonic() - started, "import_s": 0.0})
+        fetch_started = time.monotonic()
+        packages = tuple(sorted({p for role, _ in todo for p in role.packages}))
+        rootfs.prefetch(base, debs, packages)
+        report.append({"role": "prefetch", "install_s": time.monotonic() - fetch_started, "import_s": 0.0})
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(_build_role, client, role, ref, base, cache) for role, ref in todo]
+            for future in futures:
+                entry = future.result()
+                LOG.info("built %s in %.1f s", entry["role"], entry["install_s"] + entry["import_s"])
+                report.append(entry)
+        report.append({"role": "total", "install_s": time.monotonic() - started, "import_s": 0.0})
+        return report
+
+
+def _resolve(client: docker.DockerClient) -> StandinImages | None:
+    refs: dict[str, str] = {}
+    pebble_ca = ""
+    for role in ROLES:
+        ref = reference(role)
+        image = _present(client, ref)
+        if image is None:
+            return None
+        refs[role.name] = ref
+        if role.pebble_pki:
+            labels = image.attrs.get("Config", {}).get("Labels") or {}
+            pebble_ca = base64.b64decode(labels[PEBBLE_CA_LABEL]).decode()
+    return StandinImages(pebble_ca_pem=pebble_ca, **refs)
+
+
+def ensure_standin_images(client: docker.DockerClient) -> StandinImages:
+    """The stand-in images, built first if any is missing (a few minutes cold, milliseconds warm)."""
+    images = _resolve(client)
+    if images is not None:
+        return images
+    build_missing(client)
+    images = _resolve(client)
+    if images is None:  # pragma: no cover - build_missing raises on failure
+        raise RuntimeError("stand-in images missing right after building them")
+    return images
