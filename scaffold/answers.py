@@ -79,5 +79,7 @@ def load_answers(project_dir: Path) -> Answers:
             hint="restore it from git (`git checkout -- .copier-answers.yml`) or from .scaffold/backups/",
         ) from None
     if not isinstance(data, dict):
-        raise ProjectError(f"{path} is not a mapping of answers", hint="restore it from git or from .scaffold/backups/")
+        raise ProjectError(
+            f"{path} is not a mapping of answers", hint="restore it from git or from .scaffold/backups/"
+        )
     return Answers.from_mapping(data)

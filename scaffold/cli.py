@@ -1,5 +1,224 @@
-"""Placeholder: the CLI is being built (issue 4)."""
+"""The `scaffold` command line: a thin layer over the package's functions.
+
+Each subcommand maps its flags onto one function call in its own module, imported only when
+that subcommand runs, so `scaffold --help` stays fast. Errors from the package's error tree
+become a message, a fix, and an exit code (documented in README.md):
+
+  0    success (for doctor: nothing failed)
+  1    the operation failed or a check found a problem; files are left as they were
+  2    usage error, or the command could not run at all
+  130  interrupted
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from scaffold import __version__, output
+from scaffold.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ScaffoldError
+
+EPILOG = "Exit codes: 0 success, 1 failed (nothing changed), 2 usage error or could not run, 130 interrupted."
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from scaffold.detect import run_detect
+    from scaffold.hook import print_report
+
+    report = run_detect(args.dest.resolve(), dry_run=args.dry_run)
+    print_report(report, stream=sys.stdout)
+    if not report.changes and report.ok:
+        output.status("ok", f"{report.env_file} is up to date", stream=sys.stdout)
+    elif args.dry_run and report.changes:
+        output.status("info", "dry run: nothing was written", stream=sys.stdout)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_hook(args: argparse.Namespace) -> int:
+    from scaffold.hook import main as hook_main
+
+    return hook_main()
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    from scaffold.newproject import create_project
+
+    create_project(
+        args.dest,
+        data=dict(args.data),
+        defaults=args.defaults,
+        template=args.template,
+        vcs_ref=args.vcs_ref,
+    )
+    return EXIT_OK
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    from scaffold.update import UpdateOptions, run_update_command
+
+    return run_update_command(
+        UpdateOptions(
+            project_dir=args.dest.resolve(),
+            to_ref=args.to,
+            authentik=args.authentik,
+            conflict=args.conflict,
+            dry_run=args.dry_run,
+            yes=args.yes,
+            apply=args.apply,
+            data=dict(args.data),
+        )
+    )
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from scaffold.doctor import run_doctor_command
+
+    return run_doctor_command(args.dest.resolve(), as_json=args.json, offline=args.offline)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE (e.g. --data domain=sso.example.com)")
+    return key, value
+
+
+def _subcommand(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    help_text: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=description,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scaffold",
+        description="Generate, upgrade and check an authentik + nginx + certbot Docker Compose stack.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"scaffold {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    new = _subcommand(
+        subparsers,
+        "new",
+        _cmd_new,
+        "generate a new stack in DEST",
+        "Generate a new stack with `copier copy`, then make DEST a git repository with a first commit\n"
+        "(without .env) so that later updates can merge template changes into your edits.",
+    )
+    new.add_argument("dest", type=Path, metavar="DEST", help="folder to create (must not exist or be empty)")
+    new.add_argument(
+        "--data",
+        "-d",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="answer a template question (repeatable), e.g. --data domain=sso.example.com",
+    )
+    new.add_argument(
+        "--defaults", action="store_true", help="use the default for every question not given by --data"
+    )
+    new.add_argument("--template", help="template source: git URL or path (default: this checkout)")
+    new.add_argument(
+        "--vcs-ref", help="template version (git tag or ref) to generate from (default: the newest tag)"
+    )
+
+    update = _subcommand(
+        subparsers,
+        "update",
+        _cmd_update,
+        "upgrade a stack to a newer template or authentik release",
+        "Upgrade a generated stack, keeping every secret, certificate and edit. Checks the project\n"
+        "first, backs up .env, the answers and your config under .scaffold/backups/, runs\n"
+        "`copier update`, then brings .env up to date. Prints the commands that apply the change.",
+    )
+    update.add_argument(
+        "dest", type=Path, nargs="?", default=Path("."), metavar="DEST", help="the stack (default: .)"
+    )
+    update.add_argument(
+        "--to", metavar="REF", help="template version (git tag or ref); default: the newest tag"
+    )
+    update.add_argument(
+        "--authentik", metavar="VERSION", help="move to this authentik release, e.g. 2026.11.0"
+    )
+    update.add_argument(
+        "--conflict",
+        choices=["inline", "rej"],
+        default="inline",
+        help="how to leave changes that cannot be merged: conflict markers in the file, or .rej files",
+    )
+    update.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    update.add_argument("--yes", "-y", action="store_true", help="accept skipping authentik release lines")
+    update.add_argument("--apply", action="store_true", help="also run `docker compose pull && up -d`")
+    update.add_argument(
+        "--data",
+        "-d",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="change an answer (repeatable)",
+    )
+
+    detect = _subcommand(
+        subparsers,
+        "detect",
+        _cmd_detect,
+        "recompute the proxy network and bring .env up to date",
+        "Create .env if missing, add missing keys (secrets are generated, never changed), and set\n"
+        "PROXY_SUBNET and AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS from Docker's view of the proxy\n"
+        "network. Values you pinned with `# pinned` are kept and checked.",
+    )
+    detect.add_argument(
+        "dest", type=Path, nargs="?", default=Path("."), metavar="DEST", help="the stack (default: .)"
+    )
+    detect.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+
+    doctor = _subcommand(
+        subparsers,
+        "doctor",
+        _cmd_doctor,
+        "check a deployment and say how to fix what is wrong",
+        "Check files, proxy trust, versions, DNS, ports, certificates and the running stack.\n"
+        "One line per check: ok / warn / fail, what was found, how to fix it.\n"
+        "Exit codes: 0 nothing failed, 1 something failed, 2 could not run.",
+    )
+    doctor.add_argument(
+        "dest", type=Path, nargs="?", default=Path("."), metavar="DEST", help="the stack (default: .)"
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output (schema in README.md)")
+    doctor.add_argument("--offline", action="store_true", help="skip DNS, port and certificate checks")
+
+    hook = subparsers.add_parser(
+        "hook", help=argparse.SUPPRESS, description="Run by the template's copier task."
+    )
+    hook.set_defaults(handler=_cmd_hook)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ScaffoldError as exc:
+        output.error(exc.message, exc.hint)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        return EXIT_INTERRUPTED

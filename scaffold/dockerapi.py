@@ -92,8 +92,9 @@ def _unavailable(endpoint: str, exc: BaseException) -> DockerUnavailable:
             hint="add your user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), "
             "or run the command with sudo",
         )
+    reason = text.splitlines()[0] if text else type(exc).__name__
     return DockerUnavailable(
-        f"cannot reach the Docker daemon at {endpoint} ({text.splitlines()[0] if text else type(exc).__name__})",
+        f"cannot reach the Docker daemon at {endpoint} ({reason})",
         hint="start Docker (e.g. `sudo systemctl start docker`), or point DOCKER_HOST / `docker context use` "
         "at a running daemon",
     )
@@ -165,14 +166,17 @@ class DockerAPI:
         except Exception as exc:
             raise _unavailable(self.endpoint, exc) from None
         return any(
-            (item.get("Labels") or {}).get(COMPOSE_VOLUME_LABEL) == volume for item in volumes.get("Volumes") or []
+            (item.get("Labels") or {}).get(COMPOSE_VOLUME_LABEL) == volume
+            for item in volumes.get("Volumes") or []
         )
 
     def close(self) -> None:
         self.client.close()
 
 
-def occupied_by_networks(networks: list[DockerNetwork], *, exclude: DockerNetwork | None = None) -> list[Occupied]:
+def occupied_by_networks(
+    networks: list[DockerNetwork], *, exclude: DockerNetwork | None = None
+) -> list[Occupied]:
     """The subnets of every Docker network but `exclude`, as occupied ranges."""
     return [
         Occupied(subnet, f"Docker network '{item.name}'")
@@ -195,7 +199,9 @@ def connect(*, timeout: int = 10) -> DockerAPI:
     host, tls = _endpoint_from_environment()
     try:
         if host is not None:
-            client = docker.DockerClient(base_url=host, tls=tls, timeout=timeout, use_ssh_client=host.startswith("ssh://"))
+            client = docker.DockerClient(
+                base_url=host, tls=tls, timeout=timeout, use_ssh_client=host.startswith("ssh://")
+            )
         else:
             client = docker.from_env(timeout=timeout)
     except DockerException as exc:

@@ -191,6 +191,41 @@ class EnvDocument:
         self._replace_text(new_text, key, value, entry)
         return True
 
+    def comment(self, key: str) -> str | None:
+        """The trailing `# ...` comment of the line that sets `key` (without the `#`), if any."""
+        entry = self._effective(key)
+        if entry is None or entry.comment is None:
+            return None
+        return entry.comment[1:].strip()
+
+    def set_comment(self, key: str, comment: str | None) -> bool:
+        """Replace (or with None remove) the trailing comment of `key`'s line; True when the text changed.
+
+        Used to flag a value scaffold could not verify on the value's own line, where the user sees it.
+        """
+        if comment is not None:
+            _check_value(key, comment)
+        entry = self._effective(key)
+        if entry is None:
+            return False
+        blocker = self._malformed_line_of(key)
+        if blocker is not None:
+            raise EnvFileError(
+                f"cannot annotate {key}: line {blocker.line} of .env holds {key} but is {_describe(blocker)}",
+                hint=f"fix line {blocker.line} by hand ({_fix_for(blocker)}), then run again",
+            )
+        if (None if entry.comment is None else entry.comment[1:].strip()) == comment:
+            return False
+        assert entry.value_end is not None  # well-formed, checked above
+        statement = self._text[entry.start : entry.end]
+        ending = re.compile(r"(?:\r\n|\n|\r)?\Z").search(statement)
+        assert ending is not None
+        line_end = entry.start + ending.start()
+        suffix = "" if comment is None else f"  # {comment}"
+        new_text = self._text[: entry.value_end] + suffix + self._text[line_end:]
+        self._replace_text(new_text, key, entry.value or "", entry)
+        return True
+
     def problems(self) -> list[EnvProblem]:
         """Lines python-dotenv or Docker Compose read differently from what the user probably meant."""
         found: list[EnvProblem] = []

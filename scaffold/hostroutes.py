@@ -49,7 +49,13 @@ def _v6_routes(text: str) -> list[Occupied]:
             network = ipaddress.IPv6Network((int(dest_hex, 16), prefix), strict=False)
         except ValueError:
             continue
-        if prefix == 0 or network.is_link_local or network.is_loopback or network.is_multicast or prefix == 128:
+        if (
+            prefix == 0
+            or network.is_link_local
+            or network.is_loopback
+            or network.is_multicast
+            or prefix == 128
+        ):
             continue
         routes.append(Occupied(network, f"host route via {iface}"))
     return routes

@@ -61,7 +61,9 @@ def parse_subnet(text: str) -> Network:
 
 def overlapping(subnet: Network, occupied: Iterable[Occupied]) -> list[Occupied]:
     """Everything in `occupied` that shares an address with `subnet`."""
-    return [item for item in occupied if item.network.version == subnet.version and item.network.overlaps(subnet)]
+    return [
+        item for item in occupied if item.network.version == subnet.version and item.network.overlaps(subnet)
+    ]
 
 
 def check_user_subnet(subnet: Network, occupied: Iterable[Occupied]) -> None:
@@ -84,7 +86,9 @@ def check_user_subnet(subnet: Network, occupied: Iterable[Occupied]) -> None:
                 hint="use a subnet inside fd00::/8 such as fd12:3456:789a:1::/64, or 'auto'",
             )
         if subnet.prefixlen not in V6_PREFIX_RANGE:
-            raise SubnetError(f"{subnet} is a /{subnet.prefixlen}", hint="use a prefix from /48 to /124, e.g. /64")
+            raise SubnetError(
+                f"{subnet} is a /{subnet.prefixlen}", hint="use a prefix from /48 to /124, e.g. /64"
+            )
     clashes = overlapping(subnet, occupied)
     if clashes:
         names = ", ".join(f"{item.network} ({item.owner})" for item in clashes)

@@ -1,0 +1,232 @@
+"""`.env` ownership: create it, add what is missing, keep the proxy network right.
+
+One run, under an exclusive lock: read `.env` (byte-exact), decide every value scaffold owns,
+and write the file atomically (mode 0600) only when something changed, after a backup of
+the previous file. Secrets are generated once and never changed or printed; a value the user
+set is never overwritten; malformed lines are kept and reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scaffold import envkeys
+from scaffold.answers import Answers, load_answers
+from scaffold.dockerapi import DockerAPI, connect
+from scaffold.envfile import EnvDocument, EnvProblem
+from scaffold.errors import DockerUnavailable, EnvFileError
+from scaffold.fsutil import atomic_write_text, backup_file, exclusive_lock, remove_stale_temp_files
+from scaffold.layout import ProjectLayout
+from scaffold.network import decide_subnets
+from scaffold.state import ScaffoldState
+
+SECRET_COMMENT = "Generated once by scaffold; never shown, never regenerated. Keep a backup."
+NETWORK_COMMENT = (
+    "Managed by scaffold from Docker's view of the proxy network (see .env.example); "
+    "end a line with `# pinned` to set it yourself."
+)
+UNVERIFIED = "unverified: Docker was unreachable; run `scaffold detect`"
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: str | None
+    new: str
+    secret: bool
+
+    def describe(self) -> str:
+        if self.secret:
+            return f"{self.key}: {'generated' if not self.old else 'set'} (value not shown)"
+        return f"{self.key}: {self.new}" if self.old is None else f"{self.key}: {self.old} -> {self.new}"
+
+
+@dataclass
+class DetectReport:
+    env_file: Path
+    created: bool = False
+    changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    problems: list[EnvProblem] = field(default_factory=list)
+    docker_error: DockerUnavailable | None = None
+    backup: Path | None = None
+    written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.docker_error is None
+
+
+def _plan_secrets(
+    env: EnvDocument, docker: DockerAPI | None, answers: Answers, report: DetectReport
+) -> dict[str, str]:
+    """New secrets for the keys that have none. PG_PASS is never invented for an existing database."""
+    planned: dict[str, str] = {}
+    for key, generate in envkeys.GENERATORS.items():
+        if env.get(key):
+            continue
+        if (
+            key == envkeys.PG_PASS
+            and docker is not None
+            and docker.project_volume_exists(answers.project_name, "database")
+        ):
+            report.errors.append(
+                f"{key} is missing from .env but the database volume of '{answers.project_name}' "
+                "exists: a new password would lock authentik out of its database. fix: restore PG_PASS "
+                "from a backup (.scaffold/backups/*/.env) or from wherever you keep your secrets"
+            )
+            continue
+        planned[key] = generate()
+    return planned
+
+
+def _plan_answer_settings(
+    env: EnvDocument, answers: Answers, state: ScaffoldState, report: DetectReport
+) -> dict[str, str]:
+    """Answer-derived values: added when missing; updated only while the user has not edited them."""
+    planned: dict[str, str] = {}
+    for key, wanted in envkeys.answer_settings(answers).items():
+        current = env.get(key)
+        if current is None:
+            planned[key] = wanted
+        elif current != wanted:
+            if state.written.get(key) == current:
+                planned[key] = wanted
+            else:
+                report.notes.append(f"{key}: kept your value {current!r} (the answers say {wanted!r})")
+    return planned
+
+
+def _apply(
+    env: EnvDocument, key: str, value: str, *, secret: bool, comment: str | None, report: DetectReport
+) -> None:
+    old = env.get(key)
+    try:
+        changed = env.set(key, value, comment=comment if old is None else None)
+    except EnvFileError as exc:
+        report.errors.append(
+            f"{key}: not updated: {exc.message}" + (f"; fix: {exc.hint}" if exc.hint else "")
+        )
+        return
+    if changed:
+        report.changes.append(Change(key, old, value, secret))
+
+
+def _apply_group(
+    env: EnvDocument, values: dict[str, str], *, secret: bool, comment: str | None, report: DetectReport
+) -> None:
+    """Set related keys; keys added together share one explanatory comment above the first."""
+    for key, value in values.items():
+        new_key = env.get(key) is None
+        _apply(env, key, value, secret=secret, comment=comment, report=report)
+        if new_key and env.get(key) is not None:
+            comment = None
+
+
+def run_detect(
+    project_dir: Path,
+    *,
+    docker: DockerAPI | None = None,
+    use_docker: bool = True,
+    dry_run: bool = False,
+) -> DetectReport:
+    """Bring `.env` up to date. Raises only when `.env` cannot be read or written at all."""
+    layout = ProjectLayout(project_dir)
+    answers = load_answers(project_dir)
+    report = DetectReport(env_file=layout.env_file)
+
+    owned_client = False
+    if docker is None and use_docker:
+        try:
+            docker = connect()
+            owned_client = True
+        except DockerUnavailable as exc:
+            report.docker_error = exc
+    try:
+        with exclusive_lock(layout.lock_file):
+            _detect_locked(layout, answers, docker, report, dry_run=dry_run)
+    finally:
+        if owned_client and docker is not None:
+            docker.close()
+    return report
+
+
+def _detect_locked(
+    layout: ProjectLayout, answers: Answers, docker: DockerAPI | None, report: DetectReport, *, dry_run: bool
+) -> None:
+    if not dry_run:
+        remove_stale_temp_files(layout.root, layout.env_file.name)
+    env = EnvDocument.load(layout.env_file)
+    report.created = not layout.env_file.exists()
+    report.problems = env.problems()
+    before = env.render()
+    state = ScaffoldState.load(layout.state_file)
+
+    _apply_group(
+        env, _plan_secrets(env, docker, answers, report), secret=True, comment=SECRET_COMMENT, report=report
+    )
+
+    smtp_password = _read_handoff(layout)
+    if smtp_password and not env.get(envkeys.SMTP_PASSWORD):
+        _apply(env, envkeys.SMTP_PASSWORD, smtp_password, secret=True, comment=None, report=report)
+
+    answer_values = _plan_answer_settings(env, answers, state, report)
+    for key, value in answer_values.items():
+        _apply(env, key, value, secret=False, comment=None, report=report)
+
+    decision = decide_subnets(answers, env, docker)
+    report.notes.extend(decision.notes)
+    report.errors.extend(decision.errors)
+    _apply_group(env, decision.values, secret=False, comment=NETWORK_COMMENT, report=report)
+    _mark_verification(env, decision.verified, report)
+
+    if dry_run:
+        return
+    if env.render() != before:
+        if layout.env_file.exists():
+            report.backup = backup_file(layout.env_file, layout.backups_dir, label="env")
+        atomic_write_text(layout.env_file, env.render(), mode=0o600)
+        report.written = True
+    if smtp_password:
+        layout.smtp_handoff.unlink(missing_ok=True)
+    _record_state(layout, state, env, answers, verified=decision.verified)
+
+
+def _record_state(
+    layout: ProjectLayout, state: ScaffoldState, env: EnvDocument, answers: Answers, *, verified: bool
+) -> None:
+    """Remember which answer-derived values in .env are still scaffold's own."""
+    before = (dict(state.written), state.subnet_unverified)
+    for key, wanted in envkeys.answer_settings(answers).items():
+        if env.get(key) == wanted:
+            state.written[key] = wanted
+    state.subnet_unverified = not verified
+    if (state.written, state.subnet_unverified) != before or not layout.state_file.exists():
+        state.save(layout.state_file)
+
+
+def _read_handoff(layout: ProjectLayout) -> str | None:
+    try:
+        return layout.smtp_handoff.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _mark_verification(env: EnvDocument, verified: bool, report: DetectReport) -> None:
+    """Flag a subnet chosen without Docker on its own line; drop the flag once Docker confirmed it.
+
+    Only scaffold's own marker is ever replaced: a user's comment (such as `# pinned`) stays.
+    """
+    key = envkeys.PROXY_SUBNET
+    if env.get(key) is None or env.is_pinned(key):
+        return
+    current = env.comment(key)
+    wanted = None if verified else UNVERIFIED
+    if current == wanted or current not in (None, UNVERIFIED):
+        return
+    try:
+        env.set_comment(key, wanted)
+    except EnvFileError as exc:
+        report.errors.append(f"{key}: {exc.message}")

@@ -1,0 +1,76 @@
+"""The copier task: run after every `copier copy` and `copier update`.
+
+Constraints (see ../shared notes on copier): copier runs tasks three times per update, twice
+in throwaway replicas; a failing task makes copier delete a new destination; copier prints
+task command lines. So this hook is idempotent, skips the replicas, reads Docker but never
+changes it, takes no secret on its command line, and exits 0 whenever the problem is one the
+user can fix later, after saying exactly what to run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from scaffold import output
+from scaffold.detect import DetectReport, run_detect
+from scaffold.errors import ScaffoldError
+from scaffold.layout import ProjectLayout
+
+#: copier renders the old and new template versions into temporary folders with these
+#: prefixes during an update; `.env` is gitignored there, so nothing needs doing.
+REPLICA_PREFIXES = ("copier._main.old_copy.", "copier._main.new_copy.")
+
+
+def is_copier_replica(path: Path) -> bool:
+    return path.name.startswith(REPLICA_PREFIXES)
+
+
+def print_report(report: DetectReport, *, stream=sys.stderr) -> None:
+    """What changed (never a secret's value), what to know, and what to fix."""
+    if report.written:
+        verb = "created" if report.created else "updated"
+        output.status("ok", f"{verb} {report.env_file.name} (mode 0600)", stream=stream)
+    for change in report.changes:
+        output.say(f"      {change.describe()}", stream=stream)
+    if report.backup:
+        output.say(f"      previous file saved in {report.backup}", stream=stream)
+    for note in report.notes:
+        output.status("info", note, stream=stream)
+    for problem in report.problems:
+        output.status("warn", f".env line {problem.line}: {problem.message}", stream=stream)
+    for message in report.errors:
+        output.status("fail", message, stream=stream)
+    if report.docker_error is not None:
+        err = report.docker_error
+        output.status(
+            "warn",
+            f"{err.message}. The proxy subnet was chosen without Docker and is marked unverified in .env. "
+            f"fix: {err.hint}; then run `scaffold detect` in this folder.",
+            stream=stream,
+        )
+
+
+def main(project_dir: Path | None = None) -> int:
+    root = (project_dir or Path.cwd()).resolve()
+    if is_copier_replica(root):
+        return 0
+    try:
+        ProjectLayout(root).ensure_data_dirs()
+        report = run_detect(root)
+    except ScaffoldError as exc:
+        output.status("warn", f"scaffold could not prepare .env: {exc.message}", stream=sys.stderr)
+        if exc.hint:
+            output.say(f"      fix: {exc.hint}; then run `scaffold detect` in {root}", stream=sys.stderr)
+        return 0
+    except Exception as exc:  # a bug must not make copier delete the user's new project
+        output.status(
+            "fail", f"scaffold hook failed unexpectedly: {type(exc).__name__}: {exc}", stream=sys.stderr
+        )
+        output.say(
+            f"      the project is kept; run `scaffold detect` in {root} (and please report this)",
+            stream=sys.stderr,
+        )
+        return 0
+    print_report(report)
+    return 0

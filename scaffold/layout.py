@@ -1,0 +1,62 @@
+"""Where things live in a generated project, named once.
+
+Everything scaffold writes besides `.env` goes under `.scaffold/` (gitignored): the lock,
+the record of values scaffold wrote, backups, and the SMTP password hand-off from copier.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The authentik image runs as this user and must be able to write ./data.
+AUTHENTIK_UID = 1000
+#: Bind-mounted folders that Docker would otherwise create as root-owned on the first `up`.
+DATA_DIRS = ("data", "certs", "custom-templates", "letsencrypt")
+
+
+@dataclass(frozen=True)
+class ProjectLayout:
+    root: Path
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / ".env"
+
+    @property
+    def answers_file(self) -> Path:
+        return self.root / ".copier-answers.yml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".scaffold"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "lock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.state_dir / "backups"
+
+    @property
+    def smtp_handoff(self) -> Path:
+        """Rendered by copier when an SMTP password was given; consumed into `.env`, then deleted."""
+        return self.state_dir / "smtp-password"
+
+    def ensure_data_dirs(self) -> list[str]:
+        """Create the bind-mounted folders, `data/` writable by authentik's user when we can."""
+        created = []
+        for name in DATA_DIRS:
+            path = self.root / name
+            if not path.exists():
+                path.mkdir(parents=True)
+                created.append(name)
+                if name == "data" and os.geteuid() == 0:
+                    os.chown(path, AUTHENTIK_UID, AUTHENTIK_UID)
+        return created

@@ -1,0 +1,182 @@
+"""Deciding the proxy network's subnets and authentik's trusted CIDRs.
+
+The truth, in order: a subnet the user pinned (answer or `# pinned` in .env); the subnet of
+the project's proxy network when Docker already has it (found by Compose's labels); the value
+already in .env when it is still free; else a free subnet chosen for this project. Any
+disagreement between .env and Docker is reported, never left silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scaffold import envkeys
+from scaffold.answers import Answers
+from scaffold.dockerapi import DockerAPI, DockerNetwork, occupied_by_networks
+from scaffold.envfile import EnvDocument
+from scaffold.errors import SubnetError
+from scaffold.hostroutes import host_routes
+from scaffold.subnets import (
+    Network,
+    Occupied,
+    check_user_subnet,
+    choose_free,
+    overlapping,
+    parse_subnet,
+    parse_trusted_cidrs,
+    trusted_cidrs,
+    v4_candidates,
+    v6_candidates,
+)
+
+PROXY_NETWORK = "proxy"
+
+
+@dataclass
+class SubnetDecision:
+    """The values for the subnet keys, and what the user must hear about them."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    #: Problems the user must fix; each says how. Non-empty means `scaffold detect` fails.
+    errors: list[str] = field(default_factory=list)
+    verified: bool = True
+    network: DockerNetwork | None = None
+
+
+@dataclass
+class _Inputs:
+    answers: Answers
+    env: EnvDocument
+    own: DockerNetwork | None
+    occupied: list[Occupied]
+
+
+def _occupied(
+    docker: DockerAPI | None, own: DockerNetwork | None, networks: list[DockerNetwork]
+) -> list[Occupied]:
+    taken = occupied_by_networks(networks, exclude=own)
+    if docker is None or docker.is_local:
+        skip = own.bridge_name if own else None
+        taken += [route for route in host_routes() if not (skip and route.owner.endswith(f"via {skip}"))]
+    return taken
+
+
+def _decide_one(
+    inputs: _Inputs, key: str, answer: str, version: int, decision: SubnetDecision
+) -> Network | None:
+    """Decide one address family's subnet; None when it cannot be decided (error recorded)."""
+    env, project = inputs.env, inputs.answers.project_name
+    current_text = env.get(key) or ""
+    own_subnets = [s for s in (inputs.own.subnets if inputs.own else ()) if s.version == version]
+    actual = own_subnets[0] if own_subnets else None
+
+    pinned_by = "the answer proxy_subnet" if version == 4 else "the answer proxy_subnet_v6"
+    wanted_text = answer if answer != "auto" else None
+    if env.is_pinned(key) and current_text:
+        wanted_text, pinned_by = current_text, f"`# pinned` in .env ({key})"
+
+    if wanted_text is not None:
+        try:
+            wanted = parse_subnet(wanted_text)
+            if wanted.version != version:
+                raise SubnetError(
+                    f"{wanted} is not an IPv{version} subnet", hint=f"give an IPv{version} CIDR for {key}"
+                )
+            if actual is None:
+                check_user_subnet(wanted, inputs.occupied)
+        except SubnetError as exc:
+            decision.errors.append(f"{key}: {exc.message} (set by {pinned_by}); fix: {exc.hint}")
+            return None
+        if actual is not None and actual != wanted:
+            decision.errors.append(
+                f"{key}: Docker's network '{inputs.own.name}' has {actual}, but {pinned_by} says {wanted}. "
+                "fix: recreate the network with `docker compose down && docker compose up -d` (volumes "
+                f"and data are kept), or change the pin to {actual}"
+            )
+        return wanted
+
+    if actual is not None:
+        if current_text and current_text != str(actual):
+            decision.notes.append(
+                f"{key}: .env had {current_text}, Docker's network '{inputs.own.name}' has {actual}"
+            )
+        return actual
+
+    if current_text:
+        try:
+            current = parse_subnet(current_text)
+        except SubnetError:
+            decision.notes.append(f"{key}: '{current_text}' in .env is not a subnet; choosing a new one")
+        else:
+            clashes = overlapping(current, inputs.occupied)
+            if current.version == version and not clashes:
+                return current
+            if clashes:
+                decision.notes.append(
+                    f"{key}: {current} in .env now overlaps {clashes[0].network} ({clashes[0].owner}); "
+                    "choosing a free one"
+                )
+    candidates = v4_candidates(project) if version == 4 else v6_candidates(project)
+    try:
+        return choose_free(candidates, inputs.occupied)
+    except SubnetError as exc:
+        decision.errors.append(f"{key}: {exc.message}; fix: {exc.hint}")
+        return None
+
+
+def _check_cidrs(value: str, subnets: list[Network], decision: SubnetDecision) -> None:
+    networks, skipped = parse_trusted_cidrs(value)
+    if value.strip().startswith("["):
+        decision.errors.append(
+            f"{envkeys.TRUSTED_CIDRS} looks like JSON; authentik reads a comma-separated list and "
+            "would trust nothing. fix: write it as 10.1.2.0/28,fd00::/64 (or remove `# pinned` so "
+            "scaffold manages it)"
+        )
+        return
+    if skipped:
+        decision.errors.append(
+            f"{envkeys.TRUSTED_CIDRS}: authentik skips {', '.join(skipped)} (not CIDRs). "
+            "fix: correct or remove them"
+        )
+    for subnet in subnets:
+        if not any(subnet.version == net.version and subnet.subnet_of(net) for net in networks):
+            decision.errors.append(
+                f"{envkeys.TRUSTED_CIDRS} (pinned) does not cover the proxy network {subnet}: authentik will "
+                f"ignore nginx's headers. fix: add {subnet}, or remove `# pinned` so scaffold manages it"
+            )
+
+
+def decide_subnets(answers: Answers, env: EnvDocument, docker: DockerAPI | None) -> SubnetDecision:
+    """Values for PROXY_SUBNET(_V6) and the trusted CIDRs. `docker=None` means unreachable."""
+    decision = SubnetDecision(verified=docker is not None)
+    networks = docker.networks() if docker is not None else []
+    own = next(
+        (
+            n
+            for n in networks
+            if n.compose_project == answers.project_name and n.compose_network == PROXY_NETWORK
+        ),
+        None,
+    )
+    decision.network = own
+    inputs = _Inputs(answers, env, own, _occupied(docker, own, networks))
+
+    subnets: list[Network] = []
+    families = [(envkeys.PROXY_SUBNET, answers.proxy_subnet, 4)]
+    if answers.enable_ipv6:
+        families.append((envkeys.PROXY_SUBNET_V6, answers.proxy_subnet_v6, 6))
+    for key, answer, version in families:
+        subnet = _decide_one(inputs, key, answer, version, decision)
+        if subnet is not None:
+            subnets.append(subnet)
+            decision.values[key] = str(subnet)
+    if decision.errors and len(subnets) < len(families):
+        return decision
+
+    cidrs_now = env.get(envkeys.TRUSTED_CIDRS) or ""
+    if env.is_pinned(envkeys.TRUSTED_CIDRS) and cidrs_now:
+        _check_cidrs(cidrs_now, subnets, decision)
+    else:
+        decision.values[envkeys.TRUSTED_CIDRS] = trusted_cidrs(subnets)
+    return decision

@@ -1,0 +1,149 @@
+"""`scaffold new`: generate a stack and make it ready for updates.
+
+copier stores the template source exactly as given, and a relative path breaks every later
+update, so the source is always made absolute (or kept as a URL). The new folder becomes a
+git repository with a first commit (without .env, which is gitignored), because copier can
+only update a clean git work tree.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from scaffold import output
+from scaffold.errors import ProjectError, SubnetError, TemplateError, UsageError
+from scaffold.gitutil import commit_all, git, tracked_files
+
+THIS_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def is_url(source: str) -> bool:
+    return "://" in source or source.startswith("git@")
+
+
+def resolve_template(template: str | None) -> str:
+    """An absolute path or a URL, never a relative path."""
+    if template is None:
+        if (THIS_CHECKOUT / "copier.yml").is_file() and (THIS_CHECKOUT / ".git").exists():
+            return str(THIS_CHECKOUT)
+        raise TemplateError(
+            "no template source: this scaffold is not running from a clone of the template",
+            hint="pass --template with the template's git URL or the path of its clone",
+        )
+    if is_url(template):
+        return template
+    path = Path(template).expanduser().resolve()
+    if not (path / "copier.yml").is_file():
+        raise TemplateError(
+            f"{path} is not a template (no copier.yml)", hint="pass the folder of the template clone"
+        )
+    return str(path)
+
+
+def template_questions(source: str) -> set[str] | None:
+    """The question names in a local template's copier.yml (None for a remote template)."""
+    if is_url(source):
+        return None
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe", pure=True).load((Path(source) / "copier.yml").read_text(encoding="utf-8"))
+    return {key for key in data if isinstance(key, str) and not key.startswith("_")}
+
+
+def check_data_keys(data: dict[str, str], questions: set[str] | None) -> None:
+    if questions is None:
+        return
+    for key in data:
+        if key not in questions:
+            close = difflib.get_close_matches(key, sorted(questions), n=1)
+            raise UsageError(
+                f"--data {key}=...: the template has no question '{key}'",
+                hint=f"did you mean '{close[0]}'?" if close else f"questions: {', '.join(sorted(questions))}",
+            )
+
+
+def check_destination(dest: Path) -> None:
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ProjectError(
+            f"{dest} already exists and is not an empty folder",
+            hint="choose a new folder; to change an existing stack use `scaffold update` in it",
+        )
+
+
+def check_explicit_subnet(data: dict[str, str]) -> None:
+    """Refuse an explicit subnet that collides, before anything is written (when Docker answers)."""
+    answer = data.get("proxy_subnet", "auto")
+    if answer == "auto":
+        return
+    from scaffold.dockerapi import connect, occupied_by_networks
+    from scaffold.errors import DockerUnavailable
+    from scaffold.hostroutes import host_routes
+    from scaffold.subnets import check_user_subnet, parse_subnet
+
+    subnet = parse_subnet(answer)
+    try:
+        docker = connect()
+    except DockerUnavailable:
+        return  # the hook checks again and explains; copier's validator checked the form
+    try:
+        occupied = occupied_by_networks(docker.networks())
+        if docker.is_local:
+            occupied += host_routes()
+    finally:
+        docker.close()
+    try:
+        check_user_subnet(subnet, occupied)
+    except SubnetError as exc:
+        raise SubnetError(f"proxy_subnet: {exc.message}", hint=exc.hint) from None
+
+
+def run_copier_copy(
+    source: str, dest: Path, data: dict[str, str], *, defaults: bool, vcs_ref: str | None
+) -> None:
+    import copier
+    from copier.errors import CopierError
+
+    try:
+        copier.run_copy(
+            source, str(dest), data=data, defaults=defaults, unsafe=True, vcs_ref=vcs_ref, overwrite=False
+        )
+    except ValueError as exc:  # copier raises the question validators' messages as ValueError
+        text = str(exc).replace("Validation error for question ", "")
+        raise UsageError(
+            f"invalid answer {text}", hint="correct that --data value and run the command again"
+        ) from None
+    except CopierError as exc:
+        raise TemplateError(f"copier failed: {exc}") from None
+
+
+def create_project(
+    dest: Path,
+    *,
+    data: dict[str, str],
+    defaults: bool = False,
+    template: str | None = None,
+    vcs_ref: str | None = None,
+) -> Path:
+    dest = dest.expanduser().resolve()
+    source = resolve_template(template)
+    check_data_keys(data, template_questions(source))
+    check_destination(dest)
+    check_explicit_subnet(data)
+
+    run_copier_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref)
+
+    git(dest, "init", "-q")
+    commit_all(dest, "Generate authentik stack with authentik-scaffold")
+    leaked = [name for name in tracked_files(dest) if name == ".env" or name.startswith(".scaffold/")]
+    if leaked:  # .gitignore should make this impossible; never leave a secret committed
+        raise ProjectError(
+            f"secret files were committed: {', '.join(leaked)}", hint="check the .gitignore of the template"
+        )
+
+    output.status("ok", f"generated {dest} (git repository with a first commit; .env is not committed)")
+    output.say("next:")
+    output.say(f"  cd {dest}")
+    output.say("  docker compose up -d")
+    output.say("  scaffold doctor        # checks DNS, ports, certificates and proxy trust")
+    return dest
