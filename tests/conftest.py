@@ -50,3 +50,11 @@ def docker_client():
     client = docker.from_env(timeout=120)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def standin_images(docker_client):
+    """The stand-in images (built once, then reused by content hash)."""
+    from standins.images import ensure_standin_images
+
+    return ensure_standin_images(docker_client)

@@ -1,0 +1,208 @@
+"""Generate a project from the working tree and run it on the real Docker daemon.
+
+The generated compose.yaml runs unchanged; a test-only override file (compose.test.yaml)
+swaps every `image:` for a stand-in built from Debian packages, adds pebble (the ACME test
+CA) on the `outbound` network with nginx reachable there under the stack's domain, trusts
+pebble's CA in certbot, and adds a `client` network of its own for test clients. Nothing the
+user's stack relies on is changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOMAIN = "sso.example.test"
+PEBBLE_DIRECTORY = "https://pebble:14000/dir"
+OVERRIDE = "compose.test.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unique_name(prefix: str = "sc") -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+def generate(
+    dest: Path, data: dict[str, Any], *, template: Path = REPO_ROOT, skip_tasks: bool = False
+) -> Path:
+    """`copier copy` of the working tree (dirty changes included) with the given answers."""
+    import copier
+
+    answers = {"domain": DOMAIN, "acme_email": "admin@example.test", **data}
+    copier.run_copy(
+        str(template),
+        str(dest),
+        data=answers,
+        defaults=True,
+        unsafe=True,
+        vcs_ref="HEAD",
+        quiet=True,
+        skip_tasks=skip_tasks,
+    )
+    return dest
+
+
+def write_override(project_dir: Path, images: Any) -> Path:
+    """compose.test.yaml: stand-in images, pebble, the test CA, a client network. Nothing else."""
+    (project_dir / "pebble-ca.pem").write_text(images.pebble_ca_pem)
+    override = {
+        "services": {
+            "postgresql": {"image": images.postgres},
+            "server": {"image": images.authentik},
+            "worker": {"image": images.authentik},
+            "nginx": {
+                "image": images.nginx,
+                "networks": {"outbound": {"aliases": [DOMAIN]}, "client": {}},
+            },
+            "certbot": {
+                "image": images.certbot,
+                "environment": {"REQUESTS_CA_BUNDLE": "/opt/test-ca/pebble-ca.pem"},
+                "volumes": ["./pebble-ca.pem:/opt/test-ca/pebble-ca.pem:ro"],
+            },
+            "pebble": {"image": images.pebble, "networks": ["outbound"]},
+        },
+        "networks": {"client": {}},
+    }
+    path = project_dir / OVERRIDE
+    path.write_text(json.dumps(override, indent=2))  # JSON is YAML
+    return path
+
+
+@dataclass
+class Stack:
+    """A generated project and its Compose stack on the real daemon."""
+
+    dir: Path
+    project: str
+    images: Any
+    http_port: int
+    https_port: int
+    client_container: str | None = None
+    _started: bool = field(default=False, repr=False)
+
+    def compose(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = ["docker", "compose", "-f", "compose.yaml", "-f", OVERRIDE, *args]
+        result = subprocess.run(
+            cmd, cwd=self.dir, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def up(self, *services: str) -> None:
+        self._started = True
+        self.compose("up", "-d", *services)
+
+    def container_id(self, service: str) -> str:
+        out = self.compose("ps", "-q", service).stdout.split()
+        if not out:
+            raise AssertionError(f"no container for service {service}")
+        return out[0]
+
+    def inspect(self, service: str) -> dict[str, Any]:
+        return json.loads(docker("inspect", self.container_id(service)).stdout)[0]
+
+    def health(self, service: str) -> str:
+        state = self.inspect(service)["State"]
+        return (state.get("Health") or {}).get("Status") or state.get("Status", "")
+
+    def wait_healthy(self, services: tuple[str, ...], timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        status: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            status = {s: self.health(s) for s in services}
+            if all(v == "healthy" for v in status.values()):
+                return
+            time.sleep(2)
+        raise AssertionError(
+            f"not healthy after {timeout}s: {status}\n{self.compose('logs', '--tail', '40').stdout}"
+        )
+
+    def exec(self, service: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.compose("exec", "-T", service, *cmd, check=check)
+
+    def logs(self, service: str) -> str:
+        return self.compose("logs", "--no-color", service).stdout
+
+    def network_name(self, network: str) -> str:
+        return f"{self.project}_{network}"
+
+    def start_client(self) -> str:
+        """A long-running client container on the `client` network only (outside the trusted subnet)."""
+        if self.client_container is None:
+            name = f"{self.project}-testclient"
+            docker(
+                "run", "-d", "--name", name, "--network", self.network_name("client"),
+                "--label", f"com.docker.compose.project={self.project}",
+                "--entrypoint", "sleep", self.images.client, "infinity",
+            )  # fmt: skip
+            self.client_container = name
+        return self.client_container
+
+    def client(self, *cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a command in the client container."""
+        return docker("exec", self.start_client(), *cmd, check=check, timeout=timeout)
+
+    def client_address(self) -> str:
+        data = json.loads(docker("inspect", self.start_client()).stdout)[0]
+        return data["NetworkSettings"]["Networks"][self.network_name("client")]["IPAddress"]
+
+    def nginx_address(self, network: str = "client") -> str:
+        return self.inspect("nginx")["NetworkSettings"]["Networks"][self.network_name(network)]["IPAddress"]
+
+    def env(self) -> dict[str, str | None]:
+        from dotenv import dotenv_values
+
+        return dict(dotenv_values(self.dir / ".env", interpolate=False))
+
+    def down(self) -> None:
+        if self.client_container:
+            docker("rm", "-f", self.client_container, check=False)
+            self.client_container = None
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
+
+
+def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@contextlib.contextmanager
+def running_stack(tmp_path: Path, images: Any, data: dict[str, Any] | None = None) -> Iterator[Stack]:
+    """A freshly generated project, ready to `up` (not started); torn down afterwards."""
+    project = unique_name()
+    http_port, https_port = free_port(), free_port()
+    answers = {
+        "project_name": project,
+        "acme_server": PEBBLE_DIRECTORY,
+        "http_port": http_port,
+        "https_port": https_port,
+        **(data or {}),
+    }
+    project_dir = generate(tmp_path / project, answers)
+    write_override(project_dir, images)
+    stack = Stack(project_dir, project, images, http_port, https_port)
+    try:
+        yield stack
+    finally:
+        stack.down()
