@@ -36,12 +36,6 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _cmd_hook(args: argparse.Namespace) -> int:
-    from scaffold.hook import main as hook_main
-
-    return hook_main()
-
-
 def _cmd_new(args: argparse.Namespace) -> int:
     from scaffold.newproject import create_project
 
@@ -201,17 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "dest", type=Path, nargs="?", default=Path("."), metavar="DEST", help="the stack (default: .)"
     )
-    doctor.add_argument("--json", action="store_true", help="machine-readable output (schema in README.md)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output (see docs/doctor.md)")
     doctor.add_argument("--offline", action="store_true", help="skip DNS, port and certificate checks")
-
-    hook = subparsers.add_parser(
-        "hook", help=argparse.SUPPRESS, description="Run by the template's copier task."
-    )
-    hook.set_defaults(handler=_cmd_hook)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hook"]:  # the copier task's entry point; not a user command
+        from scaffold.hook import main as hook_main
+
+        return hook_main()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -251,10 +251,36 @@ def _compose_check(project: Path) -> str | None:
     return None if result.returncode == 0 else (result.stderr or result.stdout).strip()
 
 
+def run_template_detect(project: Path, *, dry_run: bool = False) -> int:
+    """Run `scaffold detect` with the code of the template version the project now has.
+
+    A new template version may add keys to `.env`; only its own code knows them. So the
+    detection runs from a checkout of the template at the project's recorded commit, like the
+    copier task would, but once and in the real project. Falls back to this scaffold's own code
+    when that commit cannot be checked out (e.g. a template with uncommitted changes).
+    """
+    answers = load_answers(project)
+    args = ["detect", str(project), *(["--dry-run"] if dry_run else [])]
+    with tempfile.TemporaryDirectory(prefix="scaffold-template.") as tmp:
+        checkout = Path(tmp) / "template"
+        cloned = git(
+            Path(tmp), "clone", "-q", "--no-checkout", str(answers.src_path), str(checkout), check=False
+        )
+        if cloned.returncode == 0 and answers.commit:
+            checked = git(checkout, "checkout", "-q", answers.commit, check=False)
+            if checked.returncode == 0 and (checkout / "scaffold" / "__main__.py").is_file():
+                env = {**os.environ, "PYTHONPATH": str(checkout)}
+                return subprocess.run(
+                    [sys.executable, "-m", "scaffold", *args], env=env, check=False
+                ).returncode
+    output.status("info", "the template's own code at this version is not available; using this scaffold's")
+    from scaffold.cli import main
+
+    return main(args)
+
+
 def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
     """Run the whole update on a throwaway clone and report what it would change."""
-    from scaffold.detect import run_detect
-
     layout = ProjectLayout(opts.project_dir)
     with tempfile.TemporaryDirectory(prefix="scaffold-dry-run.") as tmp:
         clone = Path(tmp) / opts.project_dir.name
@@ -264,32 +290,26 @@ def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
                 (clone / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(layout.root / name, clone / name)
         _run_copier_update(clone, plan, opts.conflict, quiet=True)
-        report = run_detect(clone)
         changed = dirty_paths(clone)
         conflicts = (
             conflicted_files(clone)
             if opts.conflict == "inline"
             else [p for p in changed if p.endswith(".rej")]
         )
-    output.status(
-        "info", f"dry run: {opts.project_dir} is unchanged. The update to {plan.target_ref or 'HEAD'} would:"
-    )
-    for name in changed:
-        output.say(f"      change {name}" + ("  (conflict)" if name in conflicts else ""))
-    for change in report.changes:
-        output.say(
-            f"      .env {'add' if change.old is None else 'change'} {change.key}"
-            + (" (secret)" if change.secret else "")
+        target = plan.target_ref or "HEAD"
+        output.status(
+            "info", f"dry run: {opts.project_dir} is unchanged. The update to {target} would change:"
         )
-    if not changed and not report.changes:
-        output.say("      change nothing")
+        for name in changed:
+            output.say(f"      {name}" + ("  (conflict)" if name in conflicts else ""))
+        if not changed:
+            output.say("      no file")
+        output.say("and in .env:")
+        run_template_detect(clone, dry_run=True)
     return EXIT_OK
 
 
 def run_update_command(opts: UpdateOptions) -> int:
-    from scaffold.detect import run_detect
-    from scaffold.hook import print_report
-
     plan = preflight(opts)
     for warning in plan.warnings:
         output.status("warn", warning)
@@ -302,10 +322,7 @@ def run_update_command(opts: UpdateOptions) -> int:
     output.say(f"      restore with: {restore_command(layout, backup)}")
 
     _run_copier_update(opts.project_dir, plan, opts.conflict)
-    report = run_detect(opts.project_dir)
-    print_report(report, stream=sys.stdout)
-
-    attention = not report.ok
+    attention = run_template_detect(opts.project_dir) != 0
     conflicts = (
         conflicted_files(opts.project_dir)
         if opts.conflict == "inline"
