@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -140,7 +141,20 @@ def _build_role(client: docker.DockerClient, role: Role, ref: str, base: Path, c
     return {"role": role.name, "install_s": installed - started, "import_s": done - installed}
 
 
-def build_missing(client: docker.DockerClient, jobs: int = 2) -> list[dict]:
+def _check_build_host() -> None:
+    """Fail early and clearly where the build cannot work, instead of deep inside debootstrap."""
+    if os.geteuid() != 0:
+        raise RuntimeError("building the stand-in images needs root (debootstrap, chroot, unshare)")
+    missing = [
+        tool for tool in ("debootstrap", "unshare", "chroot", "openssl", "tar") if not shutil.which(tool)
+    ]
+    if missing:
+        raise RuntimeError(
+            f"building the stand-in images needs these tools on the host: {', '.join(missing)}"
+        )
+
+
+def build_missing(client: docker.DockerClient, jobs: int = 3) -> list[dict]:
     """Build every stand-in whose tag is absent; returns per-role timings (empty when none)."""
     cache = cache_dir()
     with _build_lock(cache):
@@ -148,6 +162,7 @@ def build_missing(client: docker.DockerClient, jobs: int = 2) -> list[dict]:
         todo = [(role, ref) for role, ref in todo if _present(client, ref) is None]
         if not todo:
             return []
+        _check_build_host()
         report: list[dict] = []
         started = time.monotonic()
         debs = cache / "debs"
