@@ -206,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         from scaffold.hook import main as hook_main
 
         return hook_main()
+    if argv[:1] == ["migrate"] and len(argv) == 2:  # called by the template's _migrations
+        from scaffold.migrations import run_migration
+
+        return run_migration(argv[1])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

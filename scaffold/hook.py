@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from scaffold import output
 from scaffold.detect import DetectReport, run_detect
@@ -26,8 +27,9 @@ def is_copier_replica(path: Path) -> bool:
     return path.name.startswith(REPLICA_PREFIXES)
 
 
-def print_report(report: DetectReport, *, stream=sys.stderr) -> None:
-    """What changed (never a secret's value), what to know, and what to fix."""
+def print_report(report: DetectReport, *, stream: TextIO | None = None) -> None:
+    """What changed (never a secret's value), what to know, and what to fix (stderr by default)."""
+    stream = stream or sys.stderr
     if report.written:
         verb = "created" if report.created else "updated"
         output.status("ok", f"{verb} {report.env_file.name} (mode 0600)", stream=stream)

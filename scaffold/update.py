@@ -128,8 +128,8 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
     if not answers.src_path:
         raise ProjectError("the answers file has no _src_path (template source)", hint="restore it from git")
     source = str(answers.src_path)
-    check_data_keys(opts.data, template_questions(source) if not is_url(source) else None)
     tags = template_tags(source)
+    check_data_keys(opts.data, template_questions(source))
 
     current = answers.commit
     target_ref = opts.to_ref
@@ -270,9 +270,9 @@ def run_template_detect(project: Path, *, dry_run: bool = False) -> int:
             checked = git(checkout, "checkout", "-q", answers.commit, check=False)
             if checked.returncode == 0 and (checkout / "scaffold" / "__main__.py").is_file():
                 env = {**os.environ, "PYTHONPATH": str(checkout)}
-                return subprocess.run(
-                    [sys.executable, "-m", "scaffold", *args], env=env, check=False
-                ).returncode
+                # -P and cwd: neither the current folder nor an installed scaffold may shadow the checkout.
+                command = [sys.executable, "-P", "-m", "scaffold", *args]
+                return subprocess.run(command, env=env, cwd=project, check=False).returncode
     output.status("info", "the template's own code at this version is not available; using this scaffold's")
     from scaffold.cli import main
 

@@ -1,0 +1,72 @@
+"""Throwaway git repositories of the template, with version tags, for update tests.
+
+The working tree (committed or not) is copied into a new repository and tagged v1.0.0; a
+test then changes files and tags v2.0.0, exactly as a maintainer would publish a release.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from stack import REPO_ROOT
+
+IDENTITY = ["-c", "user.name=test", "-c", "user.email=test@example.test"]
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(["git", *IDENTITY, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def make_template_repo(dest: Path) -> Path:
+    """A copy of this template (working tree) as a new repository tagged v1.0.0."""
+    listed = git(REPO_ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    for name in sorted(set(filter(None, listed.split("\0")))):
+        source = REPO_ROOT / name
+        if not source.is_file():
+            continue  # deleted in the working tree
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    git(dest, "init", "-q")
+    release(dest, "v1.0.0")
+    return dest
+
+
+def release(repo: Path, tag: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", f"release {tag}")
+    git(repo, "tag", tag)
+
+
+def edit(repo: Path, relative: str, old: str, new: str) -> None:
+    """Replace one exact piece of a template file (fails loudly when the piece is not there)."""
+    path = repo / relative
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {relative}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def add_migration(repo: Path, name: str, version: str, body: str) -> None:
+    """Register a migration in the template's scaffold code and declare it in copier.yml."""
+    edit(
+        repo,
+        "scaffold/migrations.py",
+        "MIGRATIONS: dict[str, Migration] = {}",
+        f"{body}\n\nMIGRATIONS: dict[str, Migration] = {{{name!r}: {name}}}",
+    )
+    edit(
+        repo,
+        "copier.yml",
+        "_migrations: []",
+        "_migrations:\n"
+        f"  - version: {version}\n"
+        "    when: \"{{ _stage == 'after' }}\"\n"
+        "    command: >-\n"
+        "      PYTHONPATH={{ _copier_conf.src_path | quote }} {{ _copier_python | quote }}\n"
+        f"      -m scaffold migrate {name}",
+    )
