@@ -101,7 +101,7 @@ def make_placeholder() -> None:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PLACEHOLDER_SUBJECT)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 (runs on the certbot image's Python)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -146,7 +146,8 @@ def cmd_wait_for_webroot() -> int:
     token = f"scaffold-check-{secrets.token_hex(8)}"
     probe = challenge_dir / token
     probe.write_text(token)
-    request = urllib.request.Request(f"http://{host}/.well-known/acme-challenge/{token}", headers={"Host": domain()})
+    url = f"http://{host}/.well-known/acme-challenge/{token}"
+    request = urllib.request.Request(url, headers={"Host": domain()})
     deadline = time.monotonic() + limit
     last_error = ""
     try:
