@@ -81,6 +81,14 @@ def test_trusted_peer_uses_rightmost_untrusted_forwarded_entry() -> None:
     assert view.host == "auth.example.org"
 
 
+def test_rfc7239_forwarded_from_trusted_peer_wins_over_x_forwarded() -> None:
+    headers = {"forwarded": 'for=198.51.100.9;proto=http, for="10.0.0.9"', "x-forwarded-for": "203.0.113.7"}
+    view = policy().view("10.0.0.2", "http", headers)
+    assert (view.client_ip, view.scheme) == ("198.51.100.9", "http")
+    untrusted = policy().view("203.0.113.50", "https", headers)
+    assert (untrusted.client_ip, untrusted.scheme) == ("203.0.113.50", "https")
+
+
 def test_all_forwarded_entries_trusted_gives_leftmost() -> None:
     view = policy().view("10.0.0.2", "http", {"x-forwarded-for": "192.168.1.5, 10.0.0.7"})
     assert view.client_ip == "192.168.1.5"

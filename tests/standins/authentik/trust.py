@@ -99,20 +99,42 @@ class TrustPolicy:
         return addresses[0]
 
     def view(self, peer: str, own_scheme: str, headers: dict[str, str]) -> RequestView:
-        """Client address, scheme and host for a request from `peer`; `headers` has lower-case names."""
+        """Client address, scheme and host for a request from `peer`; `headers` has lower-case names.
+
+        From a trusted peer, RFC 7239 `Forwarded` wins over the X-Forwarded-* headers (a proxy that
+        passes a client's own `Forwarded` header through therefore lets the client spoof itself).
+        """
         peer_ip = parse_ip(peer)
         host = headers.get("host", "")
         if not self.is_trusted(peer_ip):
             return RequestView(str(peer_ip) if peer_ip else peer, own_scheme, host, False)
+        forwarded = parse_forwarded(headers.get("forwarded", ""))
         client: IPAddress | None = None
-        xff = headers.get("x-forwarded-for")
+        xff = ",".join(e["for"] for e in forwarded if "for" in e) or headers.get("x-forwarded-for")
         if xff:
             client = self.forwarded_client(xff)
         scheme = own_scheme
-        proto = headers.get("x-forwarded-proto")
+        proto = next((e["proto"] for e in forwarded if "proto" in e), None)
+        proto = proto or headers.get("x-forwarded-proto")
         if proto:
             scheme = proto.split(",", 1)[0].strip().lower() or own_scheme
-        forwarded_host = headers.get("x-forwarded-host")
+        forwarded_host = next((e["host"] for e in forwarded if "host" in e), None) or headers.get(
+            "x-forwarded-host"
+        )
         if forwarded_host:
             host = forwarded_host.split(",", 1)[0].strip() or host
         return RequestView(str(client or peer_ip), scheme, host, True)
+
+
+def parse_forwarded(value: str) -> list[dict[str, str]]:
+    """RFC 7239 elements (`for=1.2.3.4;proto=https, for="[2001:db8::1]"`) as dicts of lower-case keys."""
+    elements = []
+    for element in value.split(","):
+        pairs = {}
+        for pair in element.split(";"):
+            key, sep, raw = pair.partition("=")
+            if sep:
+                pairs[key.strip().lower()] = raw.strip().strip('"')
+        if pairs:
+            elements.append(pairs)
+    return elements
