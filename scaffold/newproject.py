@@ -72,30 +72,37 @@ def check_destination(dest: Path) -> None:
 
 
 def check_explicit_subnet(data: dict[str, str]) -> None:
-    """Refuse an explicit subnet that collides, before anything is written (when Docker answers)."""
-    answer = data.get("proxy_subnet", "auto")
-    if answer == "auto":
+    """Refuse an explicit subnet that collides, before anything is written (when Docker answers).
+
+    Its form and range are copier's validator's job; only Docker knows what it would overlap.
+    """
+    from scaffold.subnets import overlapping, parse_subnet
+
+    try:
+        subnet = parse_subnet(data.get("proxy_subnet", "auto"))
+    except SubnetError:
         return
     from scaffold.dockerapi import connect, occupied_by_networks
     from scaffold.errors import DockerUnavailable
     from scaffold.hostroutes import host_routes
-    from scaffold.subnets import check_user_subnet, parse_subnet
 
-    subnet = parse_subnet(answer)
     try:
         docker = connect()
     except DockerUnavailable:
-        return  # the hook checks again and explains; copier's validator checked the form
+        return  # the hook checks again and explains
     try:
         occupied = occupied_by_networks(docker.networks())
         if docker.is_local:
             occupied += host_routes()
     finally:
         docker.close()
-    try:
-        check_user_subnet(subnet, occupied)
-    except SubnetError as exc:
-        raise SubnetError(f"proxy_subnet: {exc.message}", hint=exc.hint) from None
+    clashes = overlapping(subnet, occupied)
+    if clashes:
+        names = ", ".join(f"{item.network} ({item.owner})" for item in clashes)
+        raise UsageError(
+            f"invalid answer 'proxy_subnet': {subnet} overlaps {names}",
+            hint="choose a free private subnet, or leave proxy_subnet at 'auto'",
+        )
 
 
 def run_copier_copy(

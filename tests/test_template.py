@@ -1,0 +1,257 @@
+"""The rendered stack, checked with the real tools: Compose v2 and nginx (a stand-in image).
+
+Each variant a user can choose is rendered through copier (tasks included, so `.env` is the
+hook's), then `docker compose config` must accept it and `nginx -t` must pass in a real nginx.
+Every bad answer must be refused at the question with a message that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+from stack import DOMAIN, REPO_ROOT, docker, generate, unique_name
+
+from scaffold.cli import main
+
+VARIANTS = {
+    "defaults": {},
+    "ipv6": {"enable_ipv6": True},
+    "http-upstream": {"upstream_scheme": "http"},
+    "custom-acme": {"acme_server": "https://acme.zerossl.com/v2/DV90", "http_port": 8080, "https_port": 8443},
+    "smtp": {
+        "smtp_enabled": True,
+        "smtp_host": "smtp.example.test",
+        "smtp_security": "ssl",
+        "smtp_username": "mailer",
+        "smtp_password": "s3cret 'quoted' #pass",
+        "smtp_from": "authentik@example.test",
+    },
+    "docker-socket": {"outpost_docker_socket": True},
+    "no-email": {"acme_email": "", "acme_accept_no_email": True},
+    "pinned-subnet": {"proxy_subnet": "10.222.77.0/28"},
+}
+SERVICES = {"postgresql", "server", "worker", "nginx", "certbot"}
+
+
+def compose_available() -> bool:
+    return shutil.which("docker") is not None and (
+        subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+    )
+
+
+def compose_config(project: Path) -> dict:
+    if not compose_available():
+        from conftest import in_ci
+
+        if in_ci():
+            pytest.fail("CI=true but `docker compose` (v2) is not installed")
+        pytest.skip("docker compose v2 is not installed")
+    result = subprocess.run(
+        ["docker", "compose", "config", "--format", "json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"docker compose config failed:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def rendered(request, tmp_path_factory) -> tuple[str, Path]:
+    name = request.param
+    project = generate(tmp_path_factory.mktemp(name) / unique_name("tpl"), VARIANTS[name])
+    return name, project
+
+
+def test_compose_config_accepts_the_stack(rendered):
+    name, project = rendered
+    config = compose_config(project)
+    assert set(config["services"]) == SERVICES
+    assert "version" not in (project / "compose.yaml").read_text().split("services:")[0]
+    for service, spec in config["services"].items():
+        assert spec.get("restart") == "unless-stopped", f"{service} has no restart policy"
+        if service != "nginx":
+            assert not spec.get("ports"), f"{service} publishes ports: only nginx may"
+    ports = {(p["published"], p["target"]) for p in config["services"]["nginx"]["ports"]}
+    http, https = VARIANTS[name].get("http_port", 80), VARIANTS[name].get("https_port", 443)
+    assert ports == {(str(http), 80), (str(https), 443)}
+
+
+def test_networks_isolate_the_database_and_pin_the_proxy_subnet(rendered):
+    name, project = rendered
+    config = compose_config(project)
+    services = config["services"]
+    assert set(services["postgresql"]["networks"]) == {"backend"}
+    assert config["networks"]["backend"].get("internal") is True
+    assert "backend" not in services["nginx"]["networks"], "nginx must not reach PostgreSQL"
+    assert {"proxy", "backend"} <= set(services["server"]["networks"])
+    assert "proxy" not in services["worker"]["networks"] and "proxy" not in services["certbot"]["networks"]
+
+    env = dotenv_values(project / ".env")
+    subnets = [entry["subnet"] for entry in config["networks"]["proxy"]["ipam"]["config"]]
+    expected = [env["PROXY_SUBNET"]] + ([env["PROXY_SUBNET_V6"]] if name == "ipv6" else [])
+    assert subnets == expected
+    assert env["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"] == ",".join(expected)
+    assert bool(config["networks"]["proxy"].get("enable_ipv6")) == (name == "ipv6")
+    if name == "pinned-subnet":
+        assert env["PROXY_SUBNET"] == "10.222.77.0/28"
+
+
+def test_authentik_settings_and_secrets_reach_the_containers_only_through_env(rendered):
+    name, project = rendered
+    config = compose_config(project)
+    env = dotenv_values(project / ".env")
+    server = config["services"]["server"]["environment"]
+    assert server["AUTHENTIK_WEB__BASE_URL"].startswith(f"https://{DOMAIN}")
+    assert server["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"] == env["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"]
+    assert server["AUTHENTIK_POSTGRESQL__PASSWORD"] == env["PG_PASS"]
+    postgres = config["services"]["postgresql"]["environment"]
+    assert "AUTHENTIK_SECRET_KEY" not in postgres, "the database must not get authentik's secret key"
+    tracked = "".join(
+        p.read_text()
+        for p in project.rglob("*")
+        if p.is_file() and p.name != ".env" and ".git" not in p.parts and ".scaffold" not in p.parts
+    )
+    for secret in ("PG_PASS", "AUTHENTIK_SECRET_KEY"):
+        assert env[secret] and env[secret] not in tracked
+    if name == "smtp":
+        assert env["AUTHENTIK_EMAIL__PASSWORD"] == VARIANTS["smtp"]["smtp_password"]
+        assert env["AUTHENTIK_EMAIL__USE_SSL"] == "true" and env["AUTHENTIK_EMAIL__PORT"] == "465"
+        assert VARIANTS["smtp"]["smtp_password"] not in (project / ".copier-answers.yml").read_text()
+        assert not (project / ".scaffold" / "smtp-password").exists(), (
+            "the password hand-off file was left behind"
+        )
+
+
+def test_docker_socket_only_when_asked(rendered):
+    name, project = rendered
+    worker = compose_config(project)["services"]["worker"]
+    mounts = [v.get("source", "") for v in worker.get("volumes", [])]
+    if name == "docker-socket":
+        assert "/var/run/docker.sock" in mounts and worker.get("user") == "root"
+    else:
+        assert all("docker.sock" not in m for m in mounts) and worker.get("user") != "root"
+        assert not any("docker.sock" in str(spec) for spec in compose_config(project)["services"].values())
+
+
+def test_certbot_gets_the_acme_server_and_email(rendered):
+    name, project = rendered
+    environment = compose_config(project)["services"]["certbot"]["environment"]
+    expected = VARIANTS[name].get("acme_server", "https://acme-v02.api.letsencrypt.org/directory")
+    assert environment["ACME_SERVER"] == expected
+    assert environment["ACME_EMAIL"] == VARIANTS[name].get("acme_email", "admin@example.test")
+
+
+def _self_signed(directory: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    directory.mkdir(parents=True)
+    (directory / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "privkey.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+@pytest.mark.docker
+def test_nginx_accepts_the_generated_configuration(rendered, standin_images):
+    """`nginx -t` in a real nginx, with the stack's mounts and a certificate where certbot puts it."""
+    name, project = rendered
+    letsencrypt = project / "letsencrypt"
+    _self_signed(letsencrypt / "scaffold" / "placeholder")
+    (letsencrypt / "scaffold" / "current").symlink_to("placeholder")
+    mounts = []
+    for local, inside in (
+        ("nginx/conf.d", "/etc/nginx/conf.d"),
+        ("nginx/snippets", "/etc/nginx/snippets"),
+        ("nginx/custom", "/etc/nginx/custom"),
+        ("letsencrypt", "/etc/letsencrypt"),
+    ):
+        mounts += ["-v", f"{project / local}:{inside}:ro"]
+    network = []
+    if name == "ipv6":  # `listen [::]:443` needs IPv6 inside the container
+        network = ["--sysctl", "net.ipv6.conf.all.disable_ipv6=0"]
+    result = docker(
+        "run", "--rm", *mounts, *network, "--add-host", "server:127.0.0.1",
+        standin_images.nginx, "nginx", "-t", check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+BAD_ANSWERS = [
+    ("domain=https://sso.example.com", "has a scheme"),
+    ("domain=*.example.com", "is a wildcard"),
+    ("domain=sso.example.com/auth", "has a path"),
+    ("domain=sso.example.com:8443", "has a port"),
+    ("domain=localhost", "not a valid host name"),
+    ("acme_email=admin", "not a valid e-mail address"),
+    ("acme_email=", "No ACME e-mail given"),
+    ("proxy_subnet=10.1.2.0/33", "/33"),
+    ("proxy_subnet=300.1.2.0/24", "not an IPv4 CIDR"),
+    ("proxy_subnet=8.8.8.0/28", "not a private range"),
+    ("proxy_subnet=10.1.2.5/28", "host bits set"),
+    ("project_name=My Stack", "not a valid Compose project name"),
+    ("project_name=-stack", "not a valid Compose project name"),
+    ("acme_server=http://acme.example.test/dir", "nor an https URL"),
+    ("acme_server=zerossl", "nor an https URL"),
+    ("authentik_version=latest", "not an authentik release tag"),
+    ("authentik_version=2025.10.2", "older than this template supports"),
+    ("https_port=80", "must differ"),
+    ("proxy_subnet=172.17.0.0/28", "overlaps 172.17.0.0/16"),
+]
+
+
+@pytest.mark.parametrize(("answer", "message"), BAD_ANSWERS)
+def test_bad_answer_is_refused_with_a_reason(tmp_path: Path, capsys, answer: str, message: str):
+    dest = tmp_path / "sso"
+    data = {"domain": "sso.example.test", "acme_email": "admin@example.test"}
+    key, _, value = answer.partition("=")
+    data[key] = value
+    argv = ["new", str(dest), "--defaults", "--template", str(REPO_ROOT)]
+    for item in data.items():
+        argv += ["--data", "=".join(item)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert key in err
+    assert not dest.exists(), "a refused answer must leave nothing behind"
+
+
+def test_copier_cli_from_a_clean_clone_as_the_readme_says(tmp_path: Path):
+    """The README's first command, against a fresh clone of the repository."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)], check=True)
+    dest = tmp_path / "stack"
+    result = subprocess.run(
+        [
+            "copier", "copy", "--trust", "--defaults", "--data", "domain=sso.example.test",
+            "--data", "acme_email=admin@example.test", str(clone), str(dest),
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (dest / "compose.yaml").is_file() and (dest / ".env").is_file()
+    assert (dest / ".env").stat().st_mode & 0o777 == 0o600
+    env = dotenv_values(dest / ".env")
+    assert env["PG_PASS"] and env["PG_PASS"] not in result.stdout + result.stderr
+    assert f"_src_path: {clone}" in (dest / ".copier-answers.yml").read_text()
