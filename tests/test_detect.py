@@ -1,0 +1,391 @@
+""".env ownership and proxy-subnet detection, as a user meets them.
+
+Secrets survive any number of copies, updates and detections; the user's own lines are never
+touched; concurrent runs lose nothing; the subnet comes from Docker and collides with nothing;
+every bad input (Docker unreachable or forbidden, a bad subnet, a broken .env) is answered
+with a clear message and leaves the files as they were.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+import copier
+import pytest
+from dotenv import dotenv_values
+from stack import REPO_ROOT, docker, generate, unique_name
+from templaterepo import make_template_repo
+
+from scaffold.cli import main
+from scaffold.envfile import EnvDocument
+from scaffold.subnets import choose_free, v4_candidates, v6_candidates
+
+USER_LINES = (
+    "\n# my own settings below; scaffold must keep them\n"
+    "MY_KEY='single quoted # not a comment'\n"
+    'OTHER="double \\"quoted\\""\n'
+    "  INDENTED = yes   # trailing comment\n"
+    "EMPTY=\n"
+    "AUTHENTIK_LOG_LEVEL=debug\n"
+)
+
+
+def scaffold_cli(project: Path, *args: str, env: dict[str, str] | None = None, user: str | None = None):
+    """Run the real CLI in a subprocess (as another user when asked)."""
+    preexec = None
+    if user is not None:
+        entry = pwd.getpwnam(user)
+
+        def preexec() -> None:
+            os.setgid(entry.pw_gid)
+            os.setgroups([])
+            os.setuid(entry.pw_uid)
+
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "scaffold", *args],
+        cwd=project,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        preexec_fn=preexec,
+        check=False,
+    )
+
+
+def copier_copy_cli(dest: Path, env: dict[str, str], *data: str) -> subprocess.CompletedProcess[str]:
+    """`copier copy` in a subprocess, so that `env` (e.g. DOCKER_HOST) reaches its task."""
+    args = ["--data", "domain=sso.example.test", "--data", "acme_email=a@example.test"]
+    for item in data:
+        args += ["--data", item]
+    return subprocess.run(
+        ["copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", *args, str(REPO_ROOT), str(dest)],
+        env={**os.environ, **env}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return generate(tmp_path / unique_name("det"), {})
+
+
+def test_twenty_cycles_keep_secrets_and_user_lines_byte_identical(tmp_path: Path):
+    template = make_template_repo(tmp_path / "template")
+    project = tmp_path / "sso"
+    copier.run_copy(
+        str(template), str(project), data={"domain": "sso.example.test", "acme_email": "a@example.test"},
+        defaults=True, unsafe=True, quiet=True,
+    )  # fmt: skip
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"], cwd=project, check=True
+    )
+    with (project / ".env").open("a") as handle:
+        handle.write(USER_LINES)
+    original = (project / ".env").read_bytes()
+
+    for cycle in range(20):
+        if cycle == 10:  # a copy over the existing project must not touch .env either
+            copier.run_copy(
+                str(template), str(project), defaults=True, unsafe=True, quiet=True, overwrite=True
+            )
+        copier.run_update(
+            str(project), defaults=True, overwrite=True, unsafe=True, quiet=True, skip_answered=True
+        )
+        assert main(["detect", str(project)]) == 0
+        assert main(["update", str(project)]) == 0
+        assert (project / ".env").read_bytes() == original, f".env changed in cycle {cycle}"
+    assert (project / ".env").stat().st_mode & 0o777 == 0o600
+
+
+def test_concurrent_runs_create_each_key_once(project: Path):
+    (project / ".env").unlink()
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-P", "-m", "scaffold", "detect", str(project)],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(4)
+    ]
+    assert all(run.wait(timeout=120) == 0 for run in runs)
+    text = (project / ".env").read_text()
+    for key in ("PG_PASS", "AUTHENTIK_SECRET_KEY", "AUTHENTIK_TAG", "PROXY_SUBNET"):
+        assert text.count(f"\n{key}=") + text.startswith(f"{key}=") == 1, (
+            f"{key} written more than once:\n{text}"
+        )
+    assert EnvDocument.parse(text).problems() == []
+
+
+def test_secrets_are_never_printed_or_passed_on_a_command_line(tmp_path: Path):
+    password = "pw-Shown-Nowhere-93"
+    result = subprocess.run(
+        [
+            "copier", "copy", "--trust", "--defaults", "--data", "domain=sso.example.test",
+            "--data", "acme_email=a@example.test", "--data", "smtp_enabled=true",
+            "--data", "smtp_host=smtp.example.test", "--data", "smtp_username=mailer",
+            "--data", f"smtp_password={password}", "--vcs-ref", "HEAD",
+            str(Path(__file__).resolve().parents[1]), str(tmp_path / "sso"),
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    env = dotenv_values(tmp_path / "sso" / ".env")
+    assert env["AUTHENTIK_EMAIL__PASSWORD"] == password
+    printed = result.stdout + result.stderr
+    assert "Running task" in printed
+    for secret in (password, env["PG_PASS"], env["AUTHENTIK_SECRET_KEY"]):
+        assert secret not in printed
+    assert password not in (tmp_path / "sso" / ".copier-answers.yml").read_text()
+
+
+def test_pinned_values_win_and_user_values_are_never_overwritten(project: Path):
+    text = (project / ".env").read_text()
+    pinned = (
+        "PROXY_SUBNET=10.231.44.0/28  # pinned\n"
+        "AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS=10.231.44.0/28  # pinned\n"
+    )
+    text = "\n".join(
+        line for line in text.splitlines() if not line.startswith(("PROXY_SUBNET=", "AUTHENTIK_LISTEN__"))
+    )
+    (project / ".env").write_text(text + "\n" + pinned)
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 0, result.stdout
+    assert pinned in (project / ".env").read_text()
+
+
+def test_malformed_lines_are_kept_and_reported(project: Path):
+    odd = "export LEGACY=1\nNOEQUALS\nBROKEN='unterminated\nDUP=1\nDUP=2\n"
+    with (project / ".env").open("a") as handle:
+        handle.write(odd)
+    before = (project / ".env").read_bytes()
+    result = scaffold_cli(project, "detect")
+    assert (project / ".env").read_bytes() == before
+    for word in ("export", "NOEQUALS", "DUP"):
+        assert word in result.stdout
+
+
+def test_env_directory_is_refused_by_detect_and_survived_by_the_hook(project: Path):
+    (project / ".env").unlink()
+    (project / ".env").mkdir()
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 1
+    assert "is a directory" in result.stderr and "mv " in result.stderr
+    hook = scaffold_cli(project, "hook")
+    assert hook.returncode == 0, "the copier task must not fail (copier would delete a new project)"
+    assert "is a directory" in hook.stderr and "scaffold detect" in hook.stderr
+    assert (project / ".env").is_dir()
+
+
+def test_read_only_env_is_not_changed(project: Path):
+    env = project / ".env"
+    text = "\n".join(line for line in env.read_text().splitlines() if not line.startswith("AUTHENTIK_TAG="))
+    env.write_text(text + "\n")
+    env.chmod(0o400)
+    before = env.read_bytes()
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 1
+    assert "read-only" in result.stderr
+    assert env.read_bytes() == before and env.stat().st_mode & 0o777 == 0o400
+
+
+# --- Docker: the subnet comes from the daemon -------------------------------------------------
+
+
+@pytest.fixture
+def networks():
+    """Networks created by a test, removed afterwards even when it fails."""
+    created: list[str] = []
+
+    def create(*args: str, labels: dict[str, str] | None = None, check: bool = True) -> str:
+        name = unique_name("net")
+        label_args = [part for key, value in (labels or {}).items() for part in ("--label", f"{key}={value}")]
+        if docker("network", "create", *label_args, *args, name, check=check).returncode == 0:
+            created.append(name)
+        return name
+
+    yield create
+    for name in created:
+        docker("network", "rm", name, check=False)
+
+
+@pytest.mark.docker
+def test_fresh_subnet_avoids_existing_networks_in_the_usual_ranges(tmp_path: Path, networks):
+    project_name = unique_name("fresh")
+    first_choice = choose_free(v4_candidates(project_name), [])
+    networks("--subnet", str(first_choice))  # exactly what this project would have picked
+    for subnet in ("172.29.0.0/16", "192.168.212.0/24"):
+        networks("--subnet", subnet, check=False)  # fails only when that range is in use already
+    project = generate(tmp_path / project_name, {"project_name": project_name})
+    chosen = ipaddress.ip_network(dotenv_values(project / ".env")["PROXY_SUBNET"])
+    assert chosen != first_choice
+    existing = json.loads(docker("network", "inspect", *[n["Name"] for n in _networks()]).stdout)
+    for net in existing:
+        for config in (net.get("IPAM") or {}).get("Config") or []:
+            assert not chosen.overlaps(ipaddress.ip_network(config["Subnet"])), net["Name"]
+    assert "unverified" not in (project / ".env").read_text()
+
+
+def _networks() -> list[dict]:
+    return [
+        json.loads(line) for line in docker("network", "ls", "--format", "{{json .}}").stdout.splitlines()
+    ]
+
+
+def _compose_labels(project: str, network: str) -> dict[str, str]:
+    return {"com.docker.compose.project": project, "com.docker.compose.network": network}
+
+
+@pytest.mark.docker
+def test_existing_network_is_the_truth_for_v4_and_v6(tmp_path: Path, networks):
+    project_name = unique_name("exist")
+    project = generate(tmp_path / project_name, {"project_name": project_name, "enable_ipv6": True})
+    v4 = choose_free(v4_candidates(project_name + "-other"), [])
+    v6 = list(v6_candidates(project_name + "-other"))[3]
+    networks(
+        "--subnet", str(v4), "--ipv6", "--subnet", str(v6), labels=_compose_labels(project_name, "proxy")
+    )  # fmt: skip
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 0, result.stdout + result.stderr
+    env = dotenv_values(project / ".env")
+    assert env["PROXY_SUBNET"] == str(v4)
+    assert env["PROXY_SUBNET_V6"] == str(v6)
+    assert env["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"] == f"{v4},{v6}"
+    assert "Docker's network" in result.stdout  # the change is explained
+
+
+@pytest.mark.docker
+def test_network_that_disagrees_with_a_pin_is_reported(tmp_path: Path, networks):
+    project_name = unique_name("pin")
+    project = generate(
+        tmp_path / project_name, {"project_name": project_name, "proxy_subnet": "10.231.45.0/28"}
+    )
+    actual = choose_free(v4_candidates(project_name + "-x"), [])
+    networks("--subnet", str(actual), labels=_compose_labels(project_name, "proxy"))
+    before = (project / ".env").read_bytes()
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 1
+    assert str(actual) in result.stdout and "10.231.45.0/28" in result.stdout
+    assert "docker compose down" in result.stdout
+    assert (project / ".env").read_bytes() == before
+
+
+@pytest.mark.docker
+def test_overlapping_explicit_subnet_is_refused_by_detect_and_reported_by_the_hook(tmp_path: Path, networks):
+    taken = "10.232.46.0/24"
+    networks("--subnet", taken)
+    project = generate(tmp_path / unique_name("ovl"), {"proxy_subnet": "10.232.46.16/28"})
+    assert "PROXY_SUBNET=" not in (project / ".env").read_text()
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 1
+    assert taken in result.stdout and "overlaps" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        ("8.8.8.0/28", "not a private range"),
+        ("10.9.8.7/28", "not a network in CIDR form"),
+        ("10.0.0.0/8", "/8"),
+    ],
+)
+def test_bad_subnet_in_the_answers_is_refused(project: Path, answer: str, words: str):
+    answers = project / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("proxy_subnet: auto", f"proxy_subnet: {answer}"))
+    before = (project / ".env").read_bytes()
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 1
+    assert words in result.stdout
+    assert (project / ".env").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("docker_host", "words"),
+    [
+        (
+            "unix:///nonexistent/docker.sock",
+            "cannot reach the Docker daemon at unix:///nonexistent/docker.sock",
+        ),
+        ("tcp://127.0.0.1:1", "cannot reach the Docker daemon"),
+    ],
+)
+def test_unreachable_daemon_gives_a_marked_fallback_and_a_clear_message(tmp_path: Path, docker_host, words):
+    env = {"DOCKER_HOST": docker_host}
+    project = tmp_path / unique_name("nod")
+    copied = copier_copy_cli(project, env)
+    assert copied.returncode == 0, "the copier task must not fail when Docker is unreachable"
+    assert "scaffold detect" in copied.stderr and words in copied.stderr
+    text = (project / ".env").read_text()
+    assert "PROXY_SUBNET=" in text and "# unverified" in text
+    detect = scaffold_cli(project, "detect", env=env)
+    assert detect.returncode == 1
+    assert words in detect.stdout and "scaffold detect" in detect.stdout
+
+
+@pytest.mark.docker
+def test_fallback_is_verified_once_docker_answers(tmp_path: Path):
+    project = tmp_path / unique_name("ver")
+    assert copier_copy_cli(project, {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}).returncode == 0
+    assert "# unverified" in (project / ".env").read_text()
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 0, result.stdout
+    assert "unverified" not in (project / ".env").read_text()
+
+
+def test_permission_denied_on_the_socket_is_explained(tmp_path: Path):
+    """A socket the user may not open, as `/var/run/docker.sock` is for users outside the docker group.
+
+    Root may open any file, so the check runs as root without the DAC capabilities (setpriv).
+    """
+    import shutil
+    import socket
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (util-linux) to drop the file-permission override")
+    project = generate(tmp_path / unique_name("perm"), {})
+    path = tmp_path / "docker.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    os.chown(path, 65534, 65534)
+    path.chmod(0o600)
+    try:
+        result = subprocess.run(
+            [
+                "setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                sys.executable, "-P", "-m", "scaffold", "detect", str(project),
+            ],
+            env={**os.environ, "DOCKER_HOST": f"unix://{path}", "NO_COLOR": "1"},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        listener.close()
+    assert result.returncode == 1
+    assert "permission denied" in result.stdout and "docker` group" in result.stdout
+
+
+@pytest.mark.docker
+def test_active_docker_context_is_honoured(tmp_path: Path):
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    env = {"DOCKER_CONFIG": str(config)}
+    base = ["docker", "--config", str(config), "context"]
+    subprocess.run(
+        [*base, "create", "elsewhere", "--docker", "host=tcp://127.0.0.1:1"], check=True, capture_output=True
+    )
+    subprocess.run([*base, "use", "elsewhere"], check=True, capture_output=True)
+    project = generate(tmp_path / unique_name("ctx"), {})
+    without_host = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "scaffold", "detect", str(project)],
+        env={**without_host, **env, "NO_COLOR": "1"}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "127.0.0.1:1" in result.stdout, "the context's endpoint was not used"
