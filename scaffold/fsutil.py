@@ -105,13 +105,19 @@ def timestamp_label(label: str) -> str:
     return f"{_utc_stamp()}-{label}"
 
 
+def new_backup_dir(backup_root: Path, *, label: str) -> Path:
+    """A new, empty, private (0700) folder `backup_root/<UTC time>-<label>[-N]/` for one backup."""
+    _make_private_dirs(backup_root)
+    return _new_private_dir(backup_root, timestamp_label(label))
+
+
 def backup_file(path: Path, backup_root: Path, *, label: str) -> Path:
     """Copy `path` into a new private folder `backup_root/<UTC time>-<label>/` and return that folder.
 
     Backups may contain secrets: folders are 0700, the copy is 0600 at most. The copy is written atomically,
     so a backup that exists is complete. Two calls in the same second get different folders.
     """
-    name = timestamp_label(label)
+    timestamp_label(label)  # check the label before touching anything
     try:
         source = path.stat()
         if not stat.S_ISREG(source.st_mode):
@@ -120,8 +126,7 @@ def backup_file(path: Path, backup_root: Path, *, label: str) -> Path:
                 hint="move whatever is at this path out of the way",
             )
         data = path.read_bytes()
-        _make_private_dirs(backup_root)
-        folder = _new_private_dir(backup_root, name)
+        folder = new_backup_dir(backup_root, label=label)
         copy = folder / path.name
         _replace_with(copy, data, mode=(stat.S_IMODE(source.st_mode) & 0o600) | 0o400, owner=None)
         os.utime(copy, ns=(source.st_atime_ns, source.st_mtime_ns))

@@ -24,7 +24,8 @@ REPLICA_PREFIXES = ("copier._main.old_copy.", "copier._main.new_copy.")
 
 
 def is_copier_replica(path: Path) -> bool:
-    return path.name.startswith(REPLICA_PREFIXES)
+    """True inside copier's temporary renders (the project may sit in a subfolder of one)."""
+    return any(part.startswith(REPLICA_PREFIXES) for part in path.parts)
 
 
 def print_report(report: DetectReport, *, stream: TextIO | None = None) -> None:

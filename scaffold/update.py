@@ -194,9 +194,9 @@ def _check_authentik(current_text: str, target_text: str, *, yes: bool) -> list[
 
 def _backup(layout: ProjectLayout) -> Path:
     """Copy .env, the answers and every tracked file; 0700 folders, secrets 0600."""
-    from scaffold.fsutil import timestamp_label
+    from scaffold.fsutil import new_backup_dir
 
-    target = layout.backups_dir / timestamp_label("update")
+    target = new_backup_dir(layout.backups_dir, label="update")
     names = set(tracked_files(layout.root)) | {".env", ".scaffold/state.json"}
     for name in sorted(names):
         source = layout.root / name
@@ -207,7 +207,6 @@ def _backup(layout: ProjectLayout) -> Path:
         shutil.copy2(source, destination)
         if name == ".env" or name.startswith(".scaffold/"):
             destination.chmod(0o600)
-    target.chmod(0o700)
     return target
 
 

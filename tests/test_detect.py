@@ -389,3 +389,14 @@ def test_active_docker_context_is_honoured(tmp_path: Path):
     )  # fmt: skip
     assert result.returncode == 1
     assert "127.0.0.1:1" in result.stdout, "the context's endpoint was not used"
+
+
+def test_hook_does_nothing_in_copiers_update_replicas(tmp_path: Path, project: Path):
+    """copier runs tasks in throwaway renders of the old and new version; .env there would be waste."""
+    replica = tmp_path / "copier._main.old_copy.x1y2z3" / "sub"
+    replica.mkdir(parents=True)
+    for name in (".copier-answers.yml", "compose.yaml"):
+        (replica / name).write_bytes((project / name).read_bytes())
+    result = scaffold_cli(replica, "hook")
+    assert result.returncode == 0
+    assert not (replica / ".env").exists() and not (replica / "data").exists()

@@ -1,0 +1,280 @@
+"""What doctor's checks share: the shape of a finding, and the facts several checks need.
+
+Facts (the .env document, the Docker client, the project's containers and proxy network) are
+gathered lazily and once, so that a check that is skipped costs nothing and a healthy stack is
+checked in about a second. Nothing here changes the project or any Docker object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scaffold import envkeys
+from scaffold.answers import Answers
+from scaffold.layout import ProjectLayout
+
+if TYPE_CHECKING:
+    from scaffold.dockerapi import DockerAPI, DockerNetwork
+    from scaffold.envfile import EnvDocument
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+STATUSES = (OK, WARN, FAIL, SKIP)
+#: The services of the template's compose.yaml, in start order. Their check ids are public.
+SERVICES = ("postgresql", "server", "worker", "nginx", "certbot")
+#: Secret values shorter than this are not searched for in files (too many false matches).
+MIN_SEARCHABLE_SECRET = 8
+REDACTED = "<redacted>"
+#: Seconds for any single network operation (connect, TLS handshake, HTTP answer, DNS).
+NET_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one check found: a status, what was found, and how to fix it (None when nothing to fix)."""
+
+    status: str
+    message: str
+    fix: str | None = None
+
+
+def ok(message: str) -> Outcome:
+    return Outcome(OK, message)
+
+
+def warn(message: str, fix: str | None) -> Outcome:
+    return Outcome(WARN, message, fix)
+
+
+def fail(message: str, fix: str | None) -> Outcome:
+    return Outcome(FAIL, message, fix)
+
+
+def skip(message: str, fix: str | None = None) -> Outcome:
+    return Outcome(SKIP, message, fix)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One line of doctor's report; `id` is a public interface (docs/doctor.md)."""
+
+    id: str
+    status: str
+    message: str
+    fix: str | None = None
+
+    @property
+    def group(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "group": self.group,
+            "status": self.status,
+            "message": self.message,
+            "fix": self.fix,
+        }
+
+
+CheckFunction = Callable[["Context"], Outcome]
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    run: CheckFunction
+
+
+def parse_docker_time(text: str | None) -> dt.datetime | None:
+    """Docker's RFC 3339 times (nanoseconds, `Z`) as aware datetimes; None for Docker's zero time."""
+    if not text or text.startswith("0001-"):
+        return None
+    base, _, rest = text.partition(".")
+    zone = "+00:00"
+    if rest:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        tail = rest[len(digits) :]
+        zone = "+00:00" if tail in ("", "Z") else tail
+        base = f"{base}.{digits[:6]}"
+    elif base.endswith("Z"):
+        base = base[:-1]
+    try:
+        return dt.datetime.fromisoformat(base + zone)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Context:
+    """The project being checked and lazily gathered facts about it."""
+
+    root: Path
+    answers: Answers
+    offline: bool = False
+    results: dict[str, Result] = field(default_factory=dict)
+    #: Facts one check gathers for the checks after it (e.g. the served certificate).
+    cache: dict[str, Any] = field(default_factory=dict)
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def layout(self) -> ProjectLayout:
+        return ProjectLayout(self.root)
+
+    @property
+    def project(self) -> str:
+        return self.answers.project_name
+
+    @property
+    def domain(self) -> str:
+        return self.answers.domain
+
+    def answer(self, key: str, default: Any = None) -> Any:
+        return (self.answers.raw or {}).get(key, default)
+
+    @cached_property
+    def http_port(self) -> int:
+        return int(self.answer("http_port", 80) or 80)
+
+    @cached_property
+    def https_port(self) -> int:
+        return int(self.answer("https_port", 443) or 443)
+
+    @property
+    def public_origin(self) -> str:
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"{self.domain}{port}"
+
+    def status_of(self, check_id: str) -> str | None:
+        result = self.results.get(check_id)
+        return None if result is None else result.status
+
+    # -- .env -------------------------------------------------------------------------------------------
+
+    @cached_property
+    def _env_loaded(self) -> tuple[EnvDocument | None, str | None]:
+        from scaffold.envfile import EnvDocument
+        from scaffold.errors import EnvFileError
+
+        path = self.layout.env_file
+        if not path.exists():
+            return None, f"{path.name} does not exist"
+        try:
+            return EnvDocument.load(path), None
+        except EnvFileError as exc:
+            return None, exc.message
+
+    @property
+    def env(self) -> EnvDocument | None:
+        """The .env document, or None when it is missing or unreadable (`env_error` says which)."""
+        return self._env_loaded[0]
+
+    @property
+    def env_error(self) -> str | None:
+        return self._env_loaded[1]
+
+    def env_value(self, key: str) -> str | None:
+        """The value Compose reads for `key`, stripped; None when unset or empty."""
+        env = self.env
+        value = None if env is None else env.get(key)
+        return value.strip() or None if value is not None else None
+
+    @cached_property
+    def secrets(self) -> list[str]:
+        """Secret values in .env, longest first, for searching and for redaction."""
+        values = {self.env_value(key) for key in envkeys.SECRET_KEYS}
+        return sorted((v for v in values if v), key=len, reverse=True)
+
+    def redact(self, text: str | None) -> str | None:
+        """`text` with every secret value of .env replaced: doctor never prints a secret."""
+        if text is None:
+            return None
+        for value in self.secrets:
+            if len(value) >= 4:
+                text = text.replace(value, REDACTED)
+        return text
+
+    # -- Docker -----------------------------------------------------------------------------------------
+
+    @cached_property
+    def _docker_connection(self) -> tuple[DockerAPI | None, Any]:
+        from scaffold.dockerapi import connect
+        from scaffold.errors import DockerUnavailable
+
+        try:
+            return connect(timeout=10), None
+        except DockerUnavailable as exc:
+            return None, exc
+
+    @property
+    def docker(self) -> DockerAPI | None:
+        return self._docker_connection[0]
+
+    @property
+    def docker_error(self) -> Any:
+        """The DockerUnavailable error when the daemon cannot be used, else None."""
+        return self._docker_connection[1]
+
+    @property
+    def docker_is_local(self) -> bool:
+        return self.docker is not None and self.docker.is_local
+
+    @cached_property
+    def proxy_network(self) -> DockerNetwork | None:
+        """The project's `proxy` network as Docker reports it (found by Compose's labels)."""
+        from scaffold.network import PROXY_NETWORK
+
+        if self.docker is None:
+            return None
+        return self.docker.project_network(self.project, PROXY_NETWORK)
+
+    @cached_property
+    def containers(self) -> dict[str, list[dict[str, Any]]]:
+        """`docker inspect` data of the project's containers (not one-off `run`s), by service."""
+        from scaffold.dockerapi import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL
+
+        if self.docker is None:
+            return {}
+        api = self.docker.client.api
+        found: dict[str, list[dict[str, Any]]] = {}
+        for summary in api.containers(all=True, filters={"label": f"{COMPOSE_PROJECT_LABEL}={self.project}"}):
+            labels = summary.get("Labels") or {}
+            service = labels.get(COMPOSE_SERVICE_LABEL)
+            if not service or labels.get("com.docker.compose.oneoff") == "True":
+                continue
+            try:
+                found.setdefault(service, []).append(api.inspect_container(summary["Id"]))
+            except Exception:  # removed between the listing and the inspect
+                continue
+        return found
+
+    def running(self, service: str) -> dict[str, Any] | None:
+        """A running container of `service`, if any."""
+        for data in self.containers.get(service, []):
+            if (data.get("State") or {}).get("Running"):
+                return data
+        return None
+
+    @property
+    def stack_running(self) -> bool:
+        return any(self.running(service) for service in SERVICES)
+
+    def close(self) -> None:
+        if "_docker_connection" in self.__dict__ and self.docker is not None:
+            self.docker.close()
+
+
+def not_running_skip(ctx: Context) -> Outcome | None:
+    """The skip that every running-stack check gives when there is no stack to look at."""
+    if ctx.docker is None:
+        return skip("not checked: the Docker daemon cannot be used (see stack.docker)")
+    if not ctx.stack_running:
+        return skip(
+            f"not checked: no container of project '{ctx.project}' is running",
+            "start the stack with `docker compose up -d` to run this check",
+        )
+    return None

@@ -1,0 +1,411 @@
+"""doctor's file checks: `.env` (present, private, complete, strong, well-formed), secrets kept out of
+git and the answers file, `compose.yaml` accepted by Compose, and the proxy headers authentik needs.
+
+These need neither the network nor a running stack, so they run first and always.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+from scaffold import envkeys
+from scaffold.doctor_core import (
+    MIN_SEARCHABLE_SECRET,
+    Check,
+    Context,
+    Outcome,
+    fail,
+    ok,
+    skip,
+    warn,
+)
+
+#: Tracked files larger than this are not searched for secrets (images, dumps).
+MAX_SEARCHED_BYTES = 5 * 1024 * 1024
+COMPOSE_TIMEOUT = 20
+DETECT = "`scaffold detect`"
+
+
+def required_keys(ctx: Context) -> list[str]:
+    keys = [
+        envkeys.PG_PASS,
+        envkeys.SECRET_KEY,
+        envkeys.TAG,
+        envkeys.PROXY_SUBNET,
+        envkeys.TRUSTED_CIDRS,
+    ]
+    if ctx.answers.enable_ipv6:
+        keys.insert(4, envkeys.PROXY_SUBNET_V6)
+    return keys
+
+
+def _no_env(ctx: Context) -> Outcome | None:
+    if ctx.env is None:
+        return skip(f"not checked: {ctx.env_error} (see files.env-present)")
+    return None
+
+
+def check_env_present(ctx: Context) -> Outcome:
+    path = ctx.layout.env_file
+    if ctx.env is None:
+        if not path.exists():
+            return fail(
+                ".env does not exist: Compose cannot start the stack without its secrets and subnets",
+                f"run {DETECT} in this folder: it creates .env (mode 0600) with new secrets. If the stack "
+                "ran before, restore .env from your backup or .scaffold/backups/ instead: the database "
+                "needs its old PG_PASS",
+            )
+        return fail(
+            f".env cannot be read: {ctx.env_error}", "fix the file as the message says, then run again"
+        )
+    if path.is_symlink():
+        return ok(f".env exists (a link to {path.resolve()})")
+    return ok(".env exists")
+
+
+def check_env_mode(ctx: Context) -> Outcome:
+    if (blocked := _no_env(ctx)) is not None:
+        return blocked
+    info = ctx.layout.env_file.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        who = "everyone on this host" if mode & 0o004 else "the file's group"
+        return fail(
+            f".env has mode {mode:04o}: {who} can read authentik's secret key and the database password",
+            "chmod 600 .env",
+        )
+    return ok(f".env has mode {mode:04o} (only its owner can read it)")
+
+
+def check_env_keys(ctx: Context) -> Outcome:
+    if (blocked := _no_env(ctx)) is not None:
+        return blocked
+    missing = [key for key in required_keys(ctx) if ctx.env_value(key) is None]
+    if not missing:
+        return ok(f"every required key is set ({', '.join(required_keys(ctx))})")
+    fix = (
+        f"run {DETECT}: it adds the missing keys (secrets are generated, subnets read from Docker), "
+        "then `docker compose up -d`"
+    )
+    if envkeys.PG_PASS in missing and _database_exists(ctx):
+        fix = (
+            "restore PG_PASS from your backup or .scaffold/backups/*/.env (the database volume exists: a "
+            f"new password would lock authentik out), then run {DETECT} for the other keys"
+        )
+    return fail(f".env lacks {', '.join(missing)} (missing or empty)", fix)
+
+
+def _database_exists(ctx: Context) -> bool:
+    if ctx.docker is None:
+        return False
+    try:
+        return ctx.docker.project_volume_exists(ctx.project, "database")
+    except Exception:
+        return False
+
+
+def check_env_secrets(ctx: Context) -> Outcome:
+    if (blocked := _no_env(ctx)) is not None:
+        return blocked
+    problems: list[str] = []
+    fixes: list[str] = []
+    checked = []
+    for key, minimum in envkeys.MIN_SECRET_LENGTH.items():
+        value = ctx.env_value(key)
+        if value is None:
+            continue
+        checked.append(key)
+        if len(value) < minimum:
+            problems.append(f"{key} has {len(value)} characters (at least {minimum} expected)")
+            fixes.append(_rotation_fix(key))
+    pg = ctx.env_value(envkeys.PG_PASS)
+    if pg is not None and len(pg) > 99:
+        problems.append(f"PG_PASS has {len(pg)} characters; PostgreSQL accepts at most 99")
+        fixes.append(_rotation_fix(envkeys.PG_PASS))
+    if problems:
+        return fail("; ".join(problems) + " (values not shown)", "; ".join(dict.fromkeys(fixes)))
+    if not checked:
+        return skip("no secret to check yet (see files.env-keys)")
+    return ok(f"{' and '.join(checked)} are long enough (values not shown)")
+
+
+def _rotation_fix(key: str) -> str:
+    if key == envkeys.SECRET_KEY:
+        return (
+            f"delete the {key} line from .env and run {DETECT} to generate a strong one, then "
+            "`docker compose up -d` (every user is logged out once)"
+        )
+    return (
+        "change the database password first (`docker compose exec postgresql psql -U authentik authentik`, "
+        "then `\\password authentik`), put the same new value (32 to 99 characters, e.g. from "
+        "`openssl rand -base64 36`) into PG_PASS in .env, then `docker compose up -d`"
+    )
+
+
+def check_env_syntax(ctx: Context) -> Outcome:
+    if (blocked := _no_env(ctx)) is not None:
+        return blocked
+    assert ctx.env is not None
+    problems = ctx.env.problems()
+    if not problems:
+        return ok(".env has no malformed or ambiguous lines")
+    listed = "; ".join(str(problem) for problem in problems)
+    return warn(
+        f"{len(problems)} line(s) of .env that Docker Compose or scaffold may read differently: {listed}",
+        "edit .env as each message says (each names its line)",
+    )
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    if shutil.which("git") is None:
+        return None
+    return subprocess.run(
+        ["git", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+    )
+
+
+def _secret_names(ctx: Context) -> dict[str, str]:
+    """Secret value -> the .env key holding it, for values long enough to search for."""
+    names: dict[str, str] = {}
+    for key in envkeys.SECRET_KEYS:
+        value = ctx.env_value(key)
+        if value is not None and len(value) >= MIN_SEARCHABLE_SECRET:
+            names.setdefault(value, key)
+    return names
+
+
+def _files_containing(paths: list[Path], root: Path, secrets: dict[str, str]) -> dict[str, list[str]]:
+    """key -> files (relative to root) that contain its value."""
+    found: dict[str, list[str]] = {}
+    needles = {value.encode(): key for value, key in secrets.items()}
+    for path in paths:
+        try:
+            if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_SEARCHED_BYTES:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        for needle, key in needles.items():
+            if needle in data:
+                found.setdefault(key, []).append(str(path.relative_to(root)))
+    return found
+
+
+def check_secrets_untracked(ctx: Context) -> Outcome:
+    if (blocked := _no_env(ctx)) is not None:
+        return blocked
+    listing = _git(ctx.root, "ls-files", "-z", "--cached", "--", ".")
+    if listing is None:
+        return skip("not checked: git is not installed")
+    if listing.returncode != 0 and "dubious ownership" in listing.stderr:
+        return skip(
+            "not checked: git refuses this repository because another user owns it",
+            f"run doctor as the folder's owner, or `git config --global --add safe.directory {ctx.root}`",
+        )
+    if listing.returncode != 0:
+        return skip(
+            "not checked: this folder is not in a git repository (`scaffold new` makes one; `copier copy` "
+            "alone does not)",
+            None,
+        )
+    names = [name for name in listing.stdout.split("\0") if name]
+    secrets = _secret_names(ctx)
+    found = _files_containing([ctx.root / name for name in names], ctx.root, secrets)
+    if found:
+        where = "; ".join(f"{key} in {', '.join(files)}" for key, files in found.items())
+        env_tracked = ".env" in names
+        fix = (
+            "remove the secret from those files (reference ${NAME} from .env instead)"
+            if not env_tracked
+            else "stop tracking .env: `git rm --cached .env && git commit -m 'Untrack .env'`"
+        )
+        return fail(
+            f"secret values from .env are in git-tracked files: {where} (values not shown)",
+            f"{fix}; if that commit ever left this host (a push, a backup), rotate the secrets too "
+            "(see files.env-secrets for how)",
+        )
+    ignored = _git(ctx.root, "check-ignore", "-q", ".env")
+    if ignored is not None and ignored.returncode == 1:
+        return warn(
+            f"no secret in the {len(names)} tracked files, but .env is not gitignored: `git add -A` would "
+            "commit it",
+            "add a line `.env` to .gitignore",
+        )
+    return ok(f"no secret value of .env in the {len(names)} git-tracked files; .env is gitignored")
+
+
+def check_answers_no_secrets(ctx: Context) -> Outcome:
+    path = ctx.layout.answers_file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return skip(f"not checked: cannot read {path.name} ({exc.strerror})")
+    found = _files_containing([path], ctx.root, _secret_names(ctx)) if ctx.env is not None else {}
+    keys = sorted(found)
+    if re.search(r"(?m)^\s*smtp_password\s*:\s*\S", text):
+        keys.append("smtp_password")
+    if keys:
+        return fail(
+            f"{path.name} holds secrets ({', '.join(keys)}; values not shown): it is committed and shared "
+            "with every copy of the project",
+            f"delete those lines from {path.name} (secrets belong in .env only), commit, and rotate the "
+            "secrets if the file left this host",
+        )
+    return ok(f"{path.name} holds no secret")
+
+
+def check_compose_config(ctx: Context) -> Outcome:
+    if (blocked := _no_env(ctx)) is not None:
+        return blocked
+    if ctx.status_of("files.env-keys") == "fail":
+        return skip("not checked until .env has every required key (see files.env-keys)")
+    if not (ctx.root / "compose.yaml").is_file():
+        return fail(
+            "compose.yaml is missing",
+            "restore it from git (`git checkout -- compose.yaml`) or from .scaffold/backups/",
+        )
+    if shutil.which("docker") is None:
+        return skip(
+            "not checked: the docker command is not installed", "install Docker Engine and Compose v2"
+        )
+    try:
+        result = subprocess.run(
+            ["docker", "compose", "config", "--quiet"],
+            cwd=ctx.root,
+            capture_output=True,
+            text=True,
+            timeout=COMPOSE_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return warn(f"`docker compose config` did not answer within {COMPOSE_TIMEOUT}s", None)
+    output = (result.stderr or result.stdout).strip()
+    if result.returncode != 0 and re.search(r"is not a docker command|unknown command", output):
+        return skip(
+            "not checked: Docker Compose v2 (`docker compose`) is not installed",
+            "install the docker-compose-plugin package (or Docker Desktop)",
+        )
+    if result.returncode != 0:
+        first = output.splitlines()[-1] if output else f"exit code {result.returncode}"
+        return fail(
+            f"`docker compose config` rejects the project: {first}",
+            "fix the file and line it names (`git diff` shows your edits to compose.yaml), then run "
+            "`docker compose config --quiet` until it prints nothing",
+        )
+    return ok("`docker compose config` accepts compose.yaml and .env")
+
+
+# -- proxy headers --------------------------------------------------------------------------------------
+
+#: (what, pattern, why) for the directives authentik's reverse-proxy guide asks for.
+_HEADER_RULES = (
+    (
+        "proxy_http_version 1.1",
+        r"proxy_http_version\s+1\.1\s*;",
+        "WebSockets (outposts, the UI's live updates) need HTTP/1.1 to the upstream",
+    ),
+    (
+        "proxy_set_header Host $host",
+        r"proxy_set_header\s+Host\s+\"?\$(?:host|http_host)\b",
+        "authentik's CSRF check compares Origin with Host",
+    ),
+    (
+        "proxy_set_header X-Forwarded-Proto $scheme",
+        r"proxy_set_header\s+X-Forwarded-Proto\s+\S",
+        "without it authentik builds http:// URLs (mixed content)",
+    ),
+    (
+        "proxy_set_header X-Forwarded-For $remote_addr",
+        r"proxy_set_header\s+X-Forwarded-For\s+\S",
+        "authentik would log nginx's address for every client",
+    ),
+    (
+        "proxy_set_header Upgrade $http_upgrade",
+        r"proxy_set_header\s+Upgrade\s+\$http_upgrade\s*;",
+        'WebSocket upgrades are not passed on ("Connection error, reconnecting")',
+    ),
+    (
+        "proxy_set_header Connection $connection_upgrade_keepalive",
+        r"proxy_set_header\s+Connection\s+\S",
+        'WebSocket upgrades are not passed on ("Connection error, reconnecting")',
+    ),
+)
+
+
+def nginx_config_text(root: Path) -> str:
+    """The site configuration nginx loads from the project (comments removed)."""
+    texts = []
+    for pattern in ("nginx/conf.d/*.conf", "nginx/snippets/*.conf", "nginx/custom/authentik.d/*.conf"):
+        for path in sorted(root.glob(pattern)):
+            try:
+                texts.append(path.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+    return re.sub(r"(?m)#.*$", "", "\n".join(texts))
+
+
+def missing_proxy_headers(text: str, https_port: int) -> list[tuple[str, str]]:
+    """The directives authentik needs that `text` lacks, each with why it matters."""
+    missing = [(what, why) for what, pattern, why in _HEADER_RULES if not re.search(pattern, text, re.I)]
+    if https_port != 443 and not missing:
+        host = re.search(r"proxy_set_header\s+Host\s+\"?(\S+?)\"?\s*;", text, re.I)
+        if host and host.group(1) == "$host":
+            missing.append(
+                (
+                    f"proxy_set_header Host $host:{https_port}",
+                    f"with https_port {https_port} browsers send Origin https://<domain>:{https_port}; "
+                    "a Host "
+                    'without the port fails authentik\'s CSRF check ("Origin checking failed")',
+                )
+            )
+    if re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for", text, re.I):
+        missing.append(
+            (
+                "proxy_set_header X-Forwarded-For $remote_addr",
+                "$proxy_add_x_forwarded_for appends to what the client sent: authentik before 2026.8 takes "
+                "the leftmost entry, so clients can choose the address authentik logs",
+            )
+        )
+    return missing
+
+
+def check_proxy_headers(ctx: Context) -> Outcome:
+    text = nginx_config_text(ctx.root)
+    if not text.strip():
+        return fail(
+            "no nginx configuration in nginx/conf.d or nginx/snippets",
+            "restore it from git (`git checkout -- nginx/`) or re-render it with `scaffold update`",
+        )
+    missing = missing_proxy_headers(text, ctx.https_port)
+    if missing:
+        listed = "; ".join(f"{what} ({why})" for what, why in missing)
+        return warn(
+            f"nginx's configuration lacks what authentik needs from its proxy: {listed}",
+            "add these lines to nginx/snippets/proxy-authentik.conf (`git diff nginx/` shows your edits; "
+            "the template's version has them), then `docker compose exec nginx nginx -s reload`",
+        )
+    return ok("nginx passes Host, X-Forwarded-Proto/-For and the WebSocket upgrade headers over HTTP/1.1")
+
+
+CHECKS = (
+    Check("files.env-present", check_env_present),
+    Check("files.env-mode", check_env_mode),
+    Check("files.env-keys", check_env_keys),
+    Check("files.env-secrets", check_env_secrets),
+    Check("files.env-syntax", check_env_syntax),
+    Check("files.secrets-untracked", check_secrets_untracked),
+    Check("files.answers-no-secrets", check_answers_no_secrets),
+    Check("files.compose-config", check_compose_config),
+    Check("proxy.headers", check_proxy_headers),
+)
