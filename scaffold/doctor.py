@@ -177,10 +177,14 @@ def print_report(report: Report, *, stream: TextIO | None = None) -> None:
     """One line per check (status, id, what was found), then its fix, then a summary."""
     stream = stream or sys.stdout
     output.say(f"scaffold doctor: {report.project}" + (" (offline)" if report.offline else ""), stream=stream)
+    last_skip_fix = None
     for result in report.results:
         output.status(result.status, f"{result.id:<{ID_WIDTH}} {result.message}", stream=stream)
-        if result.fix and result.status != OK:
+        # A skip's fix ("start the stack ...") is said once for a run of skips with the same fix.
+        repeated = result.status == SKIP and result.fix == last_skip_fix
+        if result.fix and result.status != OK and not repeated:
             output.say(f"      {output.paint('fix:', 'bold', stream)} {result.fix}", stream=stream)
+        last_skip_fix = result.fix if result.status == SKIP else None
     counts = report.summary
     line = (
         f"{counts[OK]} ok, {counts[WARN]} warn, {counts[FAIL]} fail, {counts[SKIP]} skip "

@@ -206,7 +206,7 @@ class Context:
         from scaffold.errors import DockerUnavailable
 
         try:
-            return connect(timeout=10), None
+            return connect(timeout=5), None
         except DockerUnavailable as exc:
             return None, exc
 

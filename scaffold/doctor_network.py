@@ -264,6 +264,13 @@ def check_port(ctx: Context, *, answer: str, container_port: int) -> Outcome:
                 f"127.0.0.1:{port}",
                 "`docker compose logs nginx`; restart it with `docker compose restart nginx`",
             )
+        if not bound:
+            return warn(
+                f"nginx runs but does not publish its port {container_port}: nothing reaches it on "
+                f"{answer}={port}",
+                "restore the `ports:` of nginx in compose.yaml (`git diff compose.yaml`), then "
+                "`docker compose up -d nginx`",
+            )
         if bound:
             return warn(
                 f"nginx publishes its port {container_port} on host port {', '.join(map(str, bound))}, "
@@ -291,11 +298,8 @@ def check_port(ctx: Context, *, answer: str, container_port: int) -> Outcome:
         )
     if state == "unknown":
         return skip(f"not checked: cannot tell whether port {port} is free ({detail})")
-    where = "nginx is not running, " if ctx.stack_running else ""
     extra = f" ({detail})" if detail else ""
-    return ok(
-        f"port {port} ({answer}) is free{extra}: {where}nginx can publish it at `docker compose up -d`{note}"
-    )
+    return ok(f"port {port} ({answer}) is free{extra}: nginx can publish it at `docker compose up -d`{note}")
 
 
 def check_http_port(ctx: Context) -> Outcome:

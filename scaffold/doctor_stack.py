@@ -32,6 +32,17 @@ from scaffold.doctor_core import (
 from scaffold.doctor_trust import container_env
 
 WEBSOCKET_PATH = "/ws/client/"
+#: Keys the template's compose.yaml sets in `environment:`, which wins over `env_file: .env`: a
+#: different value in .env is never applied, so comparing it would warn forever.
+COMPOSE_ENVIRONMENT_KEYS = frozenset(
+    {
+        "AUTHENTIK_POSTGRESQL__HOST",
+        "AUTHENTIK_POSTGRESQL__NAME",
+        "AUTHENTIK_POSTGRESQL__USER",
+        "AUTHENTIK_POSTGRESQL__PASSWORD",
+        "AUTHENTIK_WEB__BASE_URL",
+    }
+)
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -115,7 +126,8 @@ def check_env_applied(ctx: Context) -> Outcome:
         return blocked
     if ctx.env is None:
         return skip("not checked: no readable .env (see files.env-present)")
-    keys = ctx.env.keys()
+    in_env = ctx.env.keys()  # an EnvDocument, not a dict
+    keys = [key for key in in_env if key not in COMPOSE_ENVIRONMENT_KEYS]
     stale: dict[str, list[str]] = {}
     checked = []
     for service in ("server", "worker"):
