@@ -76,7 +76,7 @@ def check_explicit_subnet(data: dict[str, str]) -> None:
 
     Its form and range are copier's validator's job; only Docker knows what it would overlap.
     """
-    from scaffold.subnets import overlapping, parse_subnet
+    from scaffold.subnets import describe, overlapping, parse_subnet
 
     try:
         subnet = parse_subnet(data.get("proxy_subnet", "auto"))
@@ -98,9 +98,8 @@ def check_explicit_subnet(data: dict[str, str]) -> None:
         docker.close()
     clashes = overlapping(subnet, occupied)
     if clashes:
-        names = ", ".join(f"{item.network} ({item.owner})" for item in clashes)
         raise UsageError(
-            f"invalid answer 'proxy_subnet': {subnet} overlaps {names}",
+            f"invalid answer 'proxy_subnet': {subnet} overlaps {describe(clashes)}",
             hint="choose a free private subnet, or leave proxy_subnet at 'auto'",
         )
 

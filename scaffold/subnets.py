@@ -66,6 +66,11 @@ def overlapping(subnet: Network, occupied: Iterable[Occupied]) -> list[Occupied]
     ]
 
 
+def describe(clashes: Iterable[Occupied]) -> str:
+    """`10.1.0.0/16 (Docker network 'x'), ...` for messages."""
+    return ", ".join(f"{item.network} ({item.owner})" for item in clashes)
+
+
 def check_user_subnet(subnet: Network, occupied: Iterable[Occupied]) -> None:
     """Refuse a subnet the user gave if it is public, too large, too small or collides."""
     if isinstance(subnet, IPv4Network):
@@ -91,9 +96,8 @@ def check_user_subnet(subnet: Network, occupied: Iterable[Occupied]) -> None:
             )
     clashes = overlapping(subnet, occupied)
     if clashes:
-        names = ", ".join(f"{item.network} ({item.owner})" for item in clashes)
         raise SubnetError(
-            f"{subnet} overlaps {names}",
+            f"{subnet} overlaps {describe(clashes)}",
             hint="choose a subnet that overlaps nothing, or use 'auto' to let scaffold pick one",
         )
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from privileges import as_unprivileged_user
 
 from scaffold.envfile import EnvDocument, EnvProblem
 from scaffold.errors import EnvFileError
@@ -614,36 +615,6 @@ def world_traversable_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path)
-
-
-def as_unprivileged_user(action: Callable[[], object]) -> tuple[str, str]:
-    """Run `action` as user `nobody` when root (else as we are); returns (exception class name, str)."""
-    if os.geteuid() != 0:
-        try:
-            action()
-        except Exception as exc:
-            return type(exc).__name__, str(exc)
-        return "", ""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: drop to nobody, run, report through the pipe, never return into pytest
-        outcome = ("", "")
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            action()
-        except BaseException as exc:
-            outcome = (type(exc).__name__, str(exc))
-        finally:
-            os.write(write_end, json.dumps(outcome).encode())
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    name, message = json.loads(data)
-    return name, message
 
 
 def test_load_refuses_a_file_it_may_not_read_with_a_hint(world_traversable_dir: Path) -> None:

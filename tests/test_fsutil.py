@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import json
 import os
 import random
 import re
@@ -15,10 +14,11 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from privileges import as_unprivileged_user
 
 from scaffold import fsutil
 from scaffold.errors import EnvFileError, ScaffoldError
@@ -286,36 +286,6 @@ def shared_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path)
-
-
-def as_unprivileged_user(action: Callable[[], object]) -> tuple[str, str]:
-    """Run `action` as `nobody` when root (else as we are); returns (exception class name, message)."""
-    if not IS_ROOT:
-        try:
-            action()
-        except Exception as exc:
-            return type(exc).__name__, str(exc)
-        return "", ""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: drop privileges, run, report through the pipe, never return into pytest
-        outcome = ("", "")
-        try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            action()
-        except BaseException as exc:
-            outcome = (type(exc).__name__, str(exc))
-        finally:
-            os.write(write_end, json.dumps(outcome).encode())
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    name, message = json.loads(data)
-    return name, message
 
 
 def test_a_directory_we_may_not_write_is_refused(shared_dir: Path) -> None:
