@@ -1,0 +1,312 @@
+"""Cost of the `scaffold` CLI over plain copier, on a throwaway tagged copy of this template.
+
+The working tree (uncommitted changes included) is copied into a new git repository tagged v1.0.0
+(tests/templaterepo.py `make_template_repo`). Every command then runs through its real console entry
+point as a subprocess (the `scaffold` and `copier` scripts next to this Python, not pyenv shims),
+each in a fresh temporary destination. Variants are interleaved run by run (order rotated) after
+one untimed warm-up run each, and each figure is the median of N runs:
+
+  scaffold new            scaffold new DEST --template TPL --defaults -d ...
+  copier copy             copier copy --trust --defaults -d ... TPL DEST          (with the hook task)
+  copier copy -T          the same with --skip-tasks
+  scaffold update         scaffold update DEST, no template change (DEST: a copy of a project made
+                          by `scaffold new`, committed)
+  copier update           copier update --trust --defaults --skip-answered --conflict inline DEST
+                          (with the hook task: the same end state as scaffold update, whose own
+                          detection step replaces the task; this is the fair comparison)
+  copier update -T        the same with --skip-tasks (copier's bare update, for information)
+  scaffold hook alone     python -m scaffold hook, what copier's task runs, from a fresh copy of the
+                          template as copier's clone is (information)
+  scaffold --help         vs copier --help
+  import ...              python -X importtime -c "import scaffold.cli" (and copier, docker), cumulative
+
+Bytecode: every command runs with a private PYTHONPYCACHEPREFIX (filled by the warm-up runs), as on
+a machine that caches bytecode, even where PYTHONDONTWRITEBYTECODE is set in the environment.
+
+Prints the figures, then the ratios last. Exits 1 only when it could not measure.
+
+    python bench/scaffolding.py [--runs 5] [--help-runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _benchutil import CouldNotMeasure, log, machine, median, print_table, run_timed
+from templaterepo import make_template_repo
+
+DATA = ["-d", "domain=sso.example.test", "-d", "acme_email=admin@example.test"]
+
+
+def entry_point(name: str) -> Path:
+    """The console script installed next to this interpreter (a pyenv shim would add ~100 ms)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.is_file():
+        return candidate
+    found = shutil.which(name)
+    if not found:
+        raise CouldNotMeasure(f"no `{name}` entry point next to {sys.executable} or on PATH")
+    return Path(found)
+
+
+def import_time_us(module: str, env: dict[str, str]) -> tuple[int, list[tuple[int, str]]]:
+    """Cumulative import time of `module` and its slowest direct imports, in us."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise CouldNotMeasure(f"import {module} failed:\n{result.stderr[-2000:]}")
+    # importtime prints a module after everything it imported, indented two spaces per level.
+    pending: list[tuple[int, int, str]] = []  # (indent, cumulative, name) since the last top-level line
+    for line in result.stderr.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if not match:
+            continue
+        cumulative, indent, name = int(match.group(1)), len(match.group(2)), match.group(3)
+        if indent == 1 and name == module:
+            children = sorted(((c, n) for i, c, n in pending if i == 3), reverse=True)
+            return cumulative, children[:5]
+        pending = [] if indent == 1 else [*pending, (indent, cumulative, name)]
+    raise CouldNotMeasure(f"no importtime line for {module}")
+
+
+def top_level_imports(cmd: list[str], env: dict[str, str], cwd: Path) -> list[tuple[int, str]]:
+    """Cumulative time (us) of each top-level import made while running `cmd` under -X importtime."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=cwd,
+    )
+    if result.returncode != 0:
+        raise CouldNotMeasure(f"{' '.join(cmd)} failed under -X importtime:\n{result.stderr[-2000:]}")
+    tops = []
+    for line in result.stderr.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S+)", line)
+        if match:
+            tops.append((int(match.group(1)), match.group(2)))
+    return sorted(tops, reverse=True)
+
+
+@dataclass
+class Run:
+    cmd: list[str]
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def measure(args: argparse.Namespace) -> int:
+    scaffold, copier = str(entry_point("scaffold")), str(entry_point("copier"))
+    results: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-scaffolding.") as tmp_name:
+        tmp = Path(tmp_name)
+        # A user's machine caches bytecode; this environment may forbid writing it
+        # (PYTHONDONTWRITEBYTECODE). A private cache prefix gives every variant the usual caching,
+        # filled by the warm-up runs, and writes nothing next to the sources.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "COPIER_ANSWERS_FILE")
+        }
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        template = make_template_repo(tmp / "template")
+        tpl = str(template)
+        counter = iter(range(1_000_000))
+
+        def fresh(prefix: str) -> Path:
+            return tmp / "runs" / f"{prefix}-{next(counter)}"
+
+        def copy_of(source: Path) -> Path:
+            dest = fresh(source.name)
+            shutil.copytree(source, dest, symlinks=True)
+            return dest
+
+        log("seed projects: one made by scaffold new (for updates), one by copier copy -T (for the hook)")
+        seed, bare = tmp / "seed", tmp / "bare"
+        run_timed([scaffold, "new", str(seed), "--template", tpl, "--defaults", *DATA], env=env)
+        run_timed([copier, "copy", "--trust", "--defaults", "--skip-tasks", *DATA, tpl, str(bare)], env=env)
+        copy_cmd = [copier, "copy", "--trust", "--defaults", *DATA]
+        update_cmd = [copier, "update", "--trust", "--defaults", "--skip-answered", "--conflict", "inline"]
+        # What copier's task runs (copier.yml `_tasks`), in a project without .env yet.
+        hook = [sys.executable, "-m", "scaffold", "hook"]
+        groups: list[tuple[dict[str, Callable[[], Run]], int]] = [
+            (
+                {
+                    "scaffold new": lambda: Run(
+                        [scaffold, "new", str(fresh("new")), "--template", tpl, "--defaults", *DATA]
+                    ),
+                    "copier copy": lambda: Run([*copy_cmd, tpl, str(fresh("cp"))]),
+                    "copier copy -T": lambda: Run([*copy_cmd, "--skip-tasks", tpl, str(fresh("cpt"))]),
+                    # A fresh template copy each time, like copier's clone: no cached bytecode for it.
+                    "scaffold hook alone": lambda: Run(
+                        hook, cwd=copy_of(bare), env={"PYTHONPATH": str(copy_of(template))}
+                    ),
+                },
+                args.runs,
+            ),
+            (
+                {
+                    "scaffold update": lambda: Run([scaffold, "update", str(copy_of(seed))]),
+                    "copier update": lambda: Run([*update_cmd, str(copy_of(seed))]),
+                    "copier update -T": lambda: Run([*update_cmd, "--skip-tasks", str(copy_of(seed))]),
+                },
+                args.runs,
+            ),
+            (
+                {
+                    "scaffold --help": lambda: Run([scaffold, "--help"]),
+                    "copier --help": lambda: Run([copier, "--help"]),
+                },
+                args.help_runs,
+            ),
+        ]
+        for group, runs in groups:
+            names = list(group)
+            log(f"warm-up: {', '.join(names)}")
+            for name in names:
+                run = group[name]()
+                run_timed(run.cmd, env={**env, **run.env}, cwd=run.cwd or tmp)
+            for i in range(runs):
+                shift = i % len(names)
+                for name in names[shift:] + names[:shift]:
+                    run = group[name]()  # preparing the destination is not timed
+                    os.sync()  # nor writing back what the preparation left dirty
+                    elapsed = run_timed(run.cmd, env={**env, **run.env}, cwd=run.cwd or tmp)
+                    results.setdefault(name, []).append(elapsed)
+            log(f"measured {', '.join(names)} x {runs}")
+            shutil.rmtree(tmp / "runs", ignore_errors=True)
+
+        imports = {
+            module: [import_time_us(module, env) for _ in range(5)]
+            for module in ("scaffold.cli", "copier", "docker")
+        }
+        hook_imports = top_level_imports(
+            ["-m", "scaffold", "hook"], {**env, "PYTHONPATH": str(copy_of(template))}, copy_of(bare)
+        )
+    report(args, results, imports, hook_imports, scaffold, copier)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, list[float]],
+    imports: dict[str, list[tuple[int, list[tuple[int, str]]]]],
+    hook_imports: list[tuple[int, str]],
+    scaffold: str,
+    copier: str,
+) -> None:
+    print(f"# bench/scaffolding.py  {machine()}")
+    print(
+        f"# runs={args.runs} help-runs={args.help_runs} (median, interleaved, after one warm-up run each); "
+        f"scaffold={scaffold} copier={copier}; bytecode cached in a private PYTHONPYCACHEPREFIX"
+    )
+    print()
+    rows = [
+        [
+            name,
+            f"{median(values) * 1000:.0f}",
+            f"{min(values) * 1000:.0f}",
+            f"{max(values) * 1000:.0f}",
+            str(len(values)),
+        ]
+        for name, values in results.items()
+    ]
+    print_table(["command", "median ms", "min ms", "max ms", "runs"], rows)
+    print("  scaffold hook alone = `python -m scaffold hook` with PYTHONPATH=<fresh copy of the template>,")
+    print("  in a fresh `copier copy --skip-tasks` result (what copier's task runs; it creates .env)")
+    print()
+    cumulative = {module: median(total for total, _ in runs) / 1000 for module, runs in imports.items()}
+    for module, runs in imports.items():
+        children = ", ".join(f"{name} {c / 1000:.1f}" for c, name in runs[0][1])
+        print(
+            f"python -X importtime -c 'import {module}': cumulative {cumulative[module]:.1f} ms (median of 5)"
+        )
+        print(f"    slowest direct imports (ms, one run): {children}")
+    hook_total = sum(c for c, _ in hook_imports) / 1000
+    slowest = ", ".join(f"{name} {c / 1000:.1f}" for c, name in hook_imports[:6])
+    print(
+        f"python -X importtime -m scaffold hook (fresh template copy, one run): {hook_total:.1f} ms importing"
+    )
+    print(f"    slowest top-level imports (ms): {slowest}")
+    print()
+
+    def ratio(a: str, b: str) -> float:
+        return median(results[a]) / median(results[b])
+
+    def by_min(a: str, b: str) -> str:
+        return f"min-based {min(results[a]) / min(results[b]):.2f}"
+
+    def verdict(value: float, limit: float) -> str:
+        return f"target < {limit}: {'MET' if value < limit else 'MISSED'}"
+
+    pairs = [
+        ("scaffold new / copier copy --skip-tasks", "scaffold new", "copier copy -T", 1.3),
+        ("copier copy (hook task) / copier copy --skip-tasks", "copier copy", "copier copy -T", 1.3),
+        ("scaffold new / copier copy (hook task)", "scaffold new", "copier copy", None),
+        ("scaffold hook alone / copier copy --skip-tasks", "scaffold hook alone", "copier copy -T", None),
+        ("scaffold update / copier update (hook task), no change", "scaffold update", "copier update", None),
+        (
+            "scaffold update / copier update --skip-tasks, no change",
+            "scaffold update",
+            "copier update -T",
+            None,
+        ),
+        ("copier update (hook task) / copier update --skip-tasks", "copier update", "copier update -T", None),
+        ("scaffold --help / copier --help", "scaffold --help", "copier --help", 0.4),
+    ]
+    lines = []
+    for label, a, b, limit in pairs:
+        value = ratio(a, b)
+        note = verdict(value, limit) if limit else "info"
+        if a == "scaffold update" and b == "copier update":
+            note = "fair comparison (same end state)"
+        lines.append((label, f"{value:.2f}", f"{note}; {by_min(a, b)}"))
+    hook_ms = (median(results["copier copy"]) - median(results["copier copy -T"])) * 1000
+    docker_share = cumulative["docker"] / 1000 / median(results["scaffold hook alone"])
+    lines += [
+        ("hook task cost inside copier copy", f"{hook_ms:.0f} ms", "info"),
+        ("import docker (SDK) / scaffold hook alone", f"{docker_share:.2f}", "info"),
+        ("import scaffold.cli, cumulative", f"{cumulative['scaffold.cli']:.1f} ms", "info"),
+    ]
+    print("RATIOS (median wall time; min-based for comparison)")
+    width = max(len(name) for name, _, _ in lines)
+    for name, value, note in lines:
+        print(f"  {name:<{width}}  {value:>9}  {note}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--runs", type=int, default=5, help="timed runs of new/copy/update variants (default 5)"
+    )
+    parser.add_argument(
+        "--help-runs", type=int, default=15, help="timed runs of the --help variants (default 15)"
+    )
+    args = parser.parse_args()
+    started = time.monotonic()
+    try:
+        code = measure(args)
+    except CouldNotMeasure as exc:
+        print(f"could not measure: {exc}", file=sys.stderr)
+        return 1
+    log(f"done in {time.monotonic() - started:.0f} s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
