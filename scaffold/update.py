@@ -241,13 +241,14 @@ def _compose_check(project: Path) -> str | None:
     """`docker compose config` output when it fails; None when fine or Compose is absent."""
     if shutil.which("docker") is None:
         return None
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        return None
     result = subprocess.run(
         ["docker", "compose", "config", "--quiet"], cwd=project, capture_output=True, text=True, check=False
     )
-    return None if result.returncode == 0 else (result.stderr or result.stdout).strip()
+    message = (result.stderr or result.stdout).strip()
+    no_plugin = ("is not a docker command", "unknown command: docker compose")
+    if result.returncode == 0 or any(text in message for text in no_plugin):  # no Compose v2: not checked
+        return None
+    return message
 
 
 def run_template_detect(project: Path, *, dry_run: bool = False) -> int:
