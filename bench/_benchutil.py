@@ -6,6 +6,7 @@ test harness (tests/stack.py, tests/standins, tests/templaterepo.py).
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -13,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -215,3 +216,16 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def run_measurement(measure: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a script's `measure(args)`: exit 1 only when it could not measure, and say how long it took."""
+    started = time.monotonic()
+    load = os.getloadavg()[0]
+    try:
+        code = measure(args)
+    except CouldNotMeasure as exc:
+        print(f"could not measure: {exc}", file=sys.stderr)
+        return 1
+    log(f"done in {time.monotonic() - started:.0f} s (load average at start {load:.2f})")
+    return code

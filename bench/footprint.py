@@ -29,7 +29,6 @@ Prints the figures, then the ratios last. Exits 1 only when it could not measure
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -47,6 +46,7 @@ from _benchutil import (
     memory_stat,
     print_table,
     process_memory,
+    run_measurement,
     wait_for_issued_certificate,
 )
 from stack import DOMAIN, Stack, docker, running_stack
@@ -310,16 +310,7 @@ def main() -> int:
         "--settle", type=float, default=5, help="seconds to wait before measuring (default 5)"
     )
     parser.add_argument("--samples", type=int, default=5, help="samples per measurement, median (default 5)")
-    args = parser.parse_args()
-    started = time.monotonic()
-    load = os.getloadavg()[0]
-    try:
-        code = measure(args)
-    except CouldNotMeasure as exc:
-        print(f"could not measure: {exc}", file=sys.stderr)
-        return 1
-    log(f"done in {time.monotonic() - started:.0f} s (load average at start {load:.2f})")
-    return code
+    return run_measurement(measure, parser.parse_args())
 
 
 if __name__ == "__main__":

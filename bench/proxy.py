@@ -63,6 +63,7 @@ from _benchutil import (
     median,
     print_table,
     process_cpu_ns,
+    run_measurement,
     shim_pid,
     wait_for_issued_certificate,
 )
@@ -721,15 +722,7 @@ def main() -> int:
     parser.add_argument(
         "--no-explain", dest="explain", action="store_false", help="skip the ours-http and ours-nolog cases"
     )
-    args = parser.parse_args()
-    started = time.monotonic()
-    try:
-        code = measure(args)
-    except CouldNotMeasure as exc:
-        print(f"could not measure: {exc}", file=sys.stderr)
-        return 1
-    log(f"done in {time.monotonic() - started:.0f} s")
-    return code
+    return run_measurement(measure, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -37,12 +37,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _benchutil import CouldNotMeasure, log, machine, median, print_table, run_timed
+from _benchutil import CouldNotMeasure, log, machine, median, print_table, run_measurement, run_timed
 from templaterepo import make_template_repo
 
 DATA = ["-d", "domain=sso.example.test", "-d", "acme_email=admin@example.test"]
@@ -297,15 +296,7 @@ def main() -> int:
     parser.add_argument(
         "--help-runs", type=int, default=15, help="timed runs of the --help variants (default 15)"
     )
-    args = parser.parse_args()
-    started = time.monotonic()
-    try:
-        code = measure(args)
-    except CouldNotMeasure as exc:
-        print(f"could not measure: {exc}", file=sys.stderr)
-        return 1
-    log(f"done in {time.monotonic() - started:.0f} s")
-    return code
+    return run_measurement(measure, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -31,15 +31,29 @@ def _docker_problem() -> str | None:
     return None
 
 
+def require(available: bool, what: str) -> None:
+    """Skip locally when a tool the test needs is missing; in CI, where it is promised, fail."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true but {what}", pytrace=False)
+    pytest.skip(what)
+
+
+def compose_available() -> bool:
+    import shutil
+    import subprocess
+
+    return shutil.which("docker") is not None and (
+        subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+    )
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("docker") is None:
         return
     problem = _docker_problem()
-    if problem is None:
-        return
-    if in_ci():
-        pytest.fail(f"CI=true but no Docker daemon is reachable ({problem})", pytrace=False)
-    pytest.skip(f"no Docker daemon ({problem})")
+    require(problem is None, f"no Docker daemon is reachable ({problem})")
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import copier
 import pytest
+from conftest import require
 from dotenv import dotenv_values
 from stack import REPO_ROOT, docker, generate, unique_name
 from templaterepo import make_template_repo
@@ -347,8 +348,8 @@ def test_permission_denied_on_the_socket_is_explained(tmp_path: Path):
     import shutil
     import socket
 
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv (util-linux) to drop the file-permission override")
+    can_drop = os.geteuid() == 0 and shutil.which("setpriv") is not None
+    require(can_drop, "root and setpriv (util-linux) are needed")
     project = generate(tmp_path / unique_name("perm"), {})
     path = tmp_path / "docker.sock"
     listener = socket.socket(socket.AF_UNIX)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import compose_available, require
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 from hypothesis import HealthCheck, given, settings
@@ -369,23 +370,11 @@ def test_values_no_spelling_can_carry_are_refused(value: str) -> None:
     assert doc.render() == "A=1\n"
 
 
-def compose_binary() -> list[str] | None:
-    docker = shutil.which("docker")
-    if docker is None:
-        return None
-    probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-    return [docker, "compose"] if probe.returncode == 0 else None
-
-
 @pytest.fixture(scope="module")
 def compose() -> list[str]:
     """The `docker compose` v2 command (no daemon needed for `config`); CI must have it."""
-    command = compose_binary()
-    if command is None:
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail("CI=true but `docker compose` is not on PATH", pytrace=False)
-        pytest.skip("`docker compose` v2 is not on PATH")
-    return command
+    require(compose_available(), "`docker compose` v2 is not installed")
+    return ["docker", "compose"]
 
 
 def compose_reads(compose: list[str], directory: Path, env_text: str, keys: list[str]) -> dict[str, str]:

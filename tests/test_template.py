@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import compose_available, require
 from dotenv import dotenv_values
 from stack import DOMAIN, REPO_ROOT, docker, generate, unique_name
 
@@ -39,19 +39,8 @@ VARIANTS = {
 SERVICES = {"postgresql", "server", "worker", "nginx", "certbot"}
 
 
-def compose_available() -> bool:
-    return shutil.which("docker") is not None and (
-        subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
-    )
-
-
 def compose_config(project: Path) -> dict:
-    if not compose_available():
-        from conftest import in_ci
-
-        if in_ci():
-            pytest.fail("CI=true but `docker compose` (v2) is not installed")
-        pytest.skip("docker compose v2 is not installed")
+    require(compose_available(), "`docker compose` v2 is not installed")
     result = subprocess.run(
         ["docker", "compose", "config", "--format", "json"],
         cwd=project,
