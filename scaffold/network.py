@@ -96,6 +96,12 @@ def _decide_one(
             )
         return wanted
 
+    if actual is None and inputs.own is not None:
+        decision.errors.append(
+            f"{key}: Docker's network '{inputs.own.name}' has no IPv{version} subnet (it was created before "
+            f"IPv{version} was turned on). fix: recreate it with `docker compose down && "
+            "docker compose up -d` (volumes and data are kept)"
+        )
     if actual is not None:
         if current_text and current_text != str(actual):
             decision.notes.append(
