@@ -401,3 +401,14 @@ def test_hook_does_nothing_in_copiers_update_replicas(tmp_path: Path, project: P
     result = scaffold_cli(replica, "hook")
     assert result.returncode == 0
     assert not (replica / ".env").exists() and not (replica / "data").exists()
+
+
+@pytest.mark.docker
+def test_turning_ipv6_on_for_an_existing_v4_network_says_to_recreate_it(tmp_path: Path, networks):
+    project_name = unique_name("v6on")
+    project = generate(tmp_path / project_name, {"project_name": project_name, "enable_ipv6": True})
+    v4 = dotenv_values(project / ".env")["PROXY_SUBNET"]
+    networks("--subnet", v4, labels=_compose_labels(project_name, "proxy"))  # made before IPv6 was on
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 1
+    assert "no IPv6 subnet" in result.stdout and "docker compose down" in result.stdout
