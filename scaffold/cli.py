@@ -79,6 +79,13 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _add_stack_argument(parser: argparse.ArgumentParser) -> None:
+    """The optional DEST of the commands that work on an existing stack."""
+    parser.add_argument(
+        "dest", type=Path, nargs="?", default=Path("."), metavar="DEST", help="the stack (default: .)"
+    )
+
+
 def _subcommand(
     subparsers: argparse._SubParsersAction,
     name: str,
@@ -141,9 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "first, backs up .env, the answers and your config under .scaffold/backups/, runs\n"
         "`copier update`, then brings .env up to date. Prints the commands that apply the change.",
     )
-    update.add_argument(
-        "dest", type=Path, nargs="?", default=Path("."), metavar="DEST", help="the stack (default: .)"
-    )
+    _add_stack_argument(update)
     update.add_argument(
         "--to", metavar="REF", help="template version (git tag or ref); default: the newest tag"
     )
@@ -178,9 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "PROXY_SUBNET and AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS from Docker's view of the proxy\n"
         "network. Values you pinned with `# pinned` are kept and checked.",
     )
-    detect.add_argument(
-        "dest", type=Path, nargs="?", default=Path("."), metavar="DEST", help="the stack (default: .)"
-    )
+    _add_stack_argument(detect)
     detect.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
 
     doctor = _subcommand(
@@ -192,9 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "One line per check: ok / warn / fail, what was found, how to fix it.\n"
         "Exit codes: 0 nothing failed, 1 something failed, 2 could not run.",
     )
-    doctor.add_argument(
-        "dest", type=Path, nargs="?", default=Path("."), metavar="DEST", help="the stack (default: .)"
-    )
+    _add_stack_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="machine-readable output (see docs/doctor.md)")
     doctor.add_argument("--offline", action="store_true", help="skip DNS, port and certificate checks")
     return parser

@@ -72,3 +72,16 @@ def standin_images(docker_client):
     from standins.images import ensure_standin_images
 
     return ensure_standin_images(docker_client)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory an unprivileged user (`nobody`) can enter; pytest's tmp_path is private."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp(prefix="scaffold-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

@@ -7,11 +7,8 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -597,17 +594,8 @@ def test_load_refuses_a_file_that_is_not_utf8_naming_the_line(tmp_path: Path) ->
     assert caught.value.hint and "UTF-8" in caught.value.hint
 
 
-@pytest.fixture
-def world_traversable_dir() -> Iterator[Path]:
-    """A directory an unprivileged user can enter (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="scaffold-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
-
-
-def test_load_refuses_a_file_it_may_not_read_with_a_hint(world_traversable_dir: Path) -> None:
-    path = world_traversable_dir / ".env"
+def test_load_refuses_a_file_it_may_not_read_with_a_hint(shared_dir: Path) -> None:
+    path = shared_dir / ".env"
     path.write_text("SECRET=x\n")
     path.chmod(0o600 if os.geteuid() == 0 else 0o000)  # root's 0600 file is unreadable for nobody
     name, message = as_unprivileged_user(lambda: EnvDocument.load(path))

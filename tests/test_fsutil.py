@@ -6,15 +6,12 @@ import calendar
 import os
 import random
 import re
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -277,15 +274,6 @@ def test_as_root_the_previous_owner_and_group_are_kept(tmp_path: Path) -> None:
 
 # Permission refusals as an ordinary user. Root may write anywhere, so when the suite runs as root these
 # run in a forked child that has dropped to `nobody`.
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory `nobody` can enter (pytest's tmp_path is private to the user running the tests)."""
-    path = Path(tempfile.mkdtemp(prefix="scaffold-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 def test_a_directory_we_may_not_write_is_refused(shared_dir: Path) -> None:
