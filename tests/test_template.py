@@ -8,7 +8,9 @@ Every bad answer must be refused at the question with a message that says what i
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -35,6 +37,9 @@ VARIANTS = {
     "docker-socket": {"outpost_docker_socket": True},
     "no-email": {"acme_email": "", "acme_accept_no_email": True},
     "pinned-subnet": {"proxy_subnet": "10.222.77.0/28"},
+    "web-path": {"web_path": "/auth/", "https_port": 8443},
+    "upstream-proxies": {"upstream_proxies": "192.0.2.10, 198.51.100.0/24 2001:db8::/48"},
+    "cloudflare": {"upstream_proxies": "cloudflare, 10.20.30.0/24"},
 }
 SERVICES = {"postgresql", "server", "worker", "nginx", "certbot"}
 
@@ -138,6 +143,79 @@ def test_certbot_gets_the_acme_server_and_email(rendered):
     assert environment["ACME_EMAIL"] == VARIANTS[name].get("acme_email", "admin@example.test")
 
 
+def directives(text: str, name: str) -> list[str]:
+    """Arguments of every `name ...;` directive in an nginx file (comments ignored)."""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line[len(name) :].strip().rstrip(";").strip() for line in lines if line.startswith(name + " ")]
+
+
+def test_web_path_serves_authentik_under_the_path_only(rendered):
+    """web_path: authentik gets AUTHENTIK_WEB__PATH, nginx proxies only that path, the root is the user's."""
+    name, project = rendered
+    server = compose_config(project)["services"]["server"]["environment"]
+    conf = (project / "nginx" / "conf.d" / "authentik.conf").read_text()
+    site_root = project / "nginx" / "custom" / "authentik.d" / "site-root.conf"
+    port = VARIANTS[name].get("https_port", 443)
+    origin = f"https://{DOMAIN}" + (f":{port}" if port != 443 else "")
+    # authentik adds web.path to the base URL itself: the base URL stays the origin.
+    assert server["AUTHENTIK_WEB__BASE_URL"] == origin
+    https_block = conf[conf.index("listen 443") :]
+    locations = re.findall(r"^\s*location\s+([^{]+?)\s*\{", https_block, flags=re.MULTILINE)
+    if name == "web-path":
+        assert server["AUTHENTIK_WEB__PATH"] == "/auth/"
+        assert locations == ["^~ /auth/", "= /auth"], locations
+        assert f"return 301 {origin}/auth/$is_args$args;" in conf
+        assert "proxy_pass https://authentik;" in https_block
+        assert directives(site_root.read_text(), "return") == ["404"]
+    else:
+        assert "AUTHENTIK_WEB__PATH" not in server
+        assert locations == ["/"], locations
+        assert not site_root.exists()
+    # The ACME challenge and the redirect on port 80 do not depend on the path.
+    http_block = conf[conf.index("listen 80") : conf.index("listen 443")]
+    assert "include /etc/nginx/snippets/acme-challenge.conf;" in http_block
+    assert f"return 301 {origin}$request_uri;" in http_block
+
+
+UPSTREAMS = {
+    "upstream-proxies": (["192.0.2.10", "198.51.100.0/24", "2001:db8::/48"], "X-Forwarded-For", False),
+    "cloudflare": (["10.20.30.0/24"], "CF-Connecting-IP", True),
+}
+
+
+def test_real_ip_comes_only_from_the_listed_upstream_proxies(rendered):
+    """upstream_proxies: set_real_ip_from exactly those ranges, the header that proxy sets, recursive."""
+    name, project = rendered
+    snippets = project / "nginx" / "snippets"
+    real_ip = (snippets / "real-ip.conf").read_text()
+    conf = (project / "nginx" / "conf.d" / "authentik.conf").read_text()
+    assert conf.count("include /etc/nginx/snippets/real-ip.conf;") == 2, "both server blocks need it"
+    proxy = (snippets / "proxy-authentik.conf").read_text()
+    assert directives(proxy, "proxy_set_header").count("X-Forwarded-For $remote_addr") == 1
+    if name not in UPSTREAMS:
+        for name_ in ("set_real_ip_from", "real_ip_header", "real_ip_recursive", "include"):
+            assert directives(real_ip, name_) == [], f"{name_} without upstream proxies"
+        return
+    ranges, header, cloudflare = UPSTREAMS[name]
+    assert directives(real_ip, "set_real_ip_from") == ranges
+    assert directives(real_ip, "real_ip_header") == [header]
+    assert directives(real_ip, "real_ip_recursive") == ["on"]
+    includes = directives(real_ip, "include")
+    assert includes == (["/etc/nginx/snippets/cloudflare-ranges.conf"] if cloudflare else [])
+
+
+def test_cloudflare_ranges_are_valid_and_narrow():
+    """The template's copy of Cloudflare's list: strict CIDRs, both families, none absurdly broad."""
+    text = (REPO_ROOT / "template" / "nginx" / "snippets" / "cloudflare-ranges.conf").read_text()
+    networks = [ipaddress.ip_network(item) for item in directives(text, "set_real_ip_from")]
+    assert {n.version for n in networks} == {4, 6}
+    assert len(networks) == len(set(networks))
+    for network in networks:
+        assert network.prefixlen >= (8 if network.version == 4 else 16), network
+        assert network.is_global, network
+    assert all(line.startswith(("#", "set_real_ip_from ")) for line in text.splitlines() if line)
+
+
 def _self_signed(directory: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -207,6 +285,21 @@ BAD_ANSWERS = [
     ("authentik_version=2025.10.2", "older than this template supports"),
     ("https_port=80", "must differ"),
     ("proxy_subnet=172.17.0.0/28", "overlaps 172.17.0.0/16"),
+    ("web_path=auth", "must start and end with '/'"),
+    ("web_path=/auth", "must start and end with '/'"),
+    ("web_path=/a//b/", "empty segment"),
+    ("web_path=/sso/../", "'.' or '..' segment"),
+    ("web_path=/my auth/", "not URL-safe"),
+    ("web_path=/.well-known/sso/", "under /.well-known/"),
+    ("upstream_proxies=0.0.0.0/0", "every IPv4 address"),
+    ("upstream_proxies=::/0", "every IPv6 address"),
+    ("upstream_proxies=192.0.2.10, 10.0.0.0/4", "far broader than any proxy"),
+    ("upstream_proxies=192.0.2.300", "not an IPv4 address"),
+    ("upstream_proxies=192.0.2.0/33", "an IPv4 prefix is /0 to /32"),
+    ("upstream_proxies=192.0.2.1/24", "did you mean 192.0.2.0/24"),
+    ("upstream_proxies=2001:db8:::1", "not an IPv6 address or CIDR"),
+    ("upstream_proxies=192.0.2.0/x", "not an address or CIDR"),
+    ("upstream_proxies=cloudflare, my-router", "'my-router' is neither 'cloudflare' nor"),
 ]
 
 
@@ -216,7 +309,7 @@ def test_bad_answer_is_refused_with_a_reason(tmp_path: Path, capsys, answer: str
     data = {"domain": "sso.example.test", "acme_email": "admin@example.test"}
     key, _, value = answer.partition("=")
     data[key] = value
-    argv = ["new", str(dest), "--defaults", "--template", str(REPO_ROOT)]
+    argv = ["new", str(dest), "--defaults", "--template", str(REPO_ROOT), "--vcs-ref", "HEAD"]
     for item in data.items():
         argv += ["--data", "=".join(item)]
     assert main(argv) == 2

@@ -29,6 +29,11 @@ HEARTBEAT_MAX_AGE = 30.0
 def _common_start(mode: str) -> int:
     """Checks shared by server and worker; returns an exit code, 0 to go on."""
     config.mode_file().write_text(mode)
+    try:
+        config.web_path()
+    except ValueError as exc:
+        log("error", "Invalid configuration", error=str(exc))
+        return 1
     if not config.setting("SECRET_KEY"):
         log("error", "Secret key missing: AUTHENTIK_SECRET_KEY is not set or empty, refusing to start.")
         return 1
@@ -60,7 +65,7 @@ def _tls_context() -> ssl.SSLContext:
 
 
 async def _run_server() -> None:
-    app = App(TrustPolicy.from_env(dict(os.environ)), AccessLog())
+    app = App(TrustPolicy.from_env(dict(os.environ)), AccessLog(), config.web_path())
     http = config.listen_addresses("LISTEN__HTTP", "[::]:9000")
     https = config.listen_addresses("LISTEN__HTTPS", "[::]:9443")
     servers = await serve(app, http, https, _tls_context())
@@ -69,6 +74,7 @@ async def _run_server() -> None:
         "Starting authentik server (stand-in)",
         listen=[str(s.sockets[0].getsockname()[:2]) for s in servers],
         trusted_proxy_cidrs=[str(n) for n in app.policy.networks],
+        web_path=app.web_path,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,9 +126,10 @@ def healthcheck() -> int:
         return 0 if age < HEARTBEAT_MAX_AGE else 1
     port = config.listen_addresses("LISTEN__HTTP", "[::]:9000")[0][1]
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/health/live/", timeout=5) as response:
+        url = f"http://127.0.0.1:{port}{config.web_path()}-/health/live/"
+        with urllib.request.urlopen(url, timeout=5) as response:
             return 0 if response.status == 200 else 1
-    except OSError:
+    except (OSError, ValueError):
         return 1
 
 

@@ -57,6 +57,14 @@ def listen_addresses(name: str, default: str) -> list[tuple[str, int]]:
     return result
 
 
+def web_path() -> str:
+    """AUTHENTIK_WEB__PATH: authentik serves everything under it; it needs a leading and trailing '/'."""
+    path = setting("WEB__PATH", "/") or "/"
+    if not (path.startswith("/") and path.endswith("/")):
+        raise ValueError(f"AUTHENTIK_WEB__PATH={path!r} must start and end with '/'")
+    return path
+
+
 def state_dir() -> Path:
     """Where the mode file and heartbeat live: TMPDIR, which the official image sets to /dev/shm/."""
     return Path(tempfile.gettempdir())

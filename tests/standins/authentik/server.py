@@ -1,8 +1,11 @@
 """HTTP/1.1 front end of the authentik stand-in (asyncio protocols, stdlib only).
 
-Answers health checks, echoes every other request as authentik would see it (after applying the
-trusted-proxy rules), and echoes WebSocket frames on /ws/client/. Written against asyncio.Protocol
-rather than streams because it runs in benchmarks behind nginx.
+Serves everything under AUTHENTIK_WEB__PATH as authentik does (outside it: `/` redirects to the path,
+the rest is 404). Under the path it answers health checks, sends an anonymous visitor of the root
+through authentik's redirects to the login flow, serves flow pages as HTML, echoes WebSocket frames on
+ws/client/, and echoes every other request as authentik would see it (after applying the
+trusted-proxy rules). Written against asyncio.Protocol rather than streams because it runs in
+benchmarks behind nginx.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import json
 import socket
 import ssl
+from urllib.parse import quote
 
 from .log import AccessLog
 from .trust import TrustPolicy, parse_ip
@@ -20,9 +24,14 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 8 * 1024 * 1024
 HEALTH_PATHS = frozenset({"/-/health/live/", "/-/health/ready/"})
 WEBSOCKET_PATH = "/ws/client/"
+USER_INTERFACE = "/if/user/"
+FLOW_PREFIX = "/if/flow/"
+LOGIN_FLOW = "default-authentication-flow"
 REASONS = {
     101: "Switching Protocols",
     200: "OK",
+    302: "Found",
+    404: "Not Found",
     400: "Bad Request",
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
@@ -39,16 +48,35 @@ class BadRequest(Exception):
 class App:
     """State shared by all connections."""
 
-    def __init__(self, policy: TrustPolicy, access_log: AccessLog) -> None:
+    def __init__(self, policy: TrustPolicy, access_log: AccessLog, web_path: str = "/") -> None:
         self.policy = policy
         self.access_log = access_log
+        self.web_path = web_path
+
+    def route(self, path: str) -> str | None:
+        """The path inside authentik ('/...') for a request path, or None outside AUTHENTIK_WEB__PATH."""
+        if not path.startswith(self.web_path):
+            return None
+        return path[len(self.web_path) - 1 :]
 
 
-def _response(status: int, body: bytes, keep_alive: bool, content_type: str = "application/json") -> bytes:
+def _flow_page(slug: str) -> bytes:
+    """What matters of authentik's flow interface: an HTML page with the flow executor element."""
+    return (
+        "<!DOCTYPE html>\n<html><head><title>authentik</title></head><body>"
+        f'<ak-flow-executor flowSlug="{slug}"></ak-flow-executor></body></html>\n'
+    ).encode()
+
+
+def _response(
+    status: int, body: bytes, keep_alive: bool, content_type: str = "application/json", location: str = ""
+) -> bytes:
     head = (
         f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n"
         f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
     )
+    if location:
+        head += f"Location: {location}\r\n"
     if not keep_alive:
         head += "Connection: close\r\n"
     return head.encode("latin-1") + b"\r\n" + body
@@ -191,9 +219,25 @@ class HttpProtocol(asyncio.Protocol):
         keep_alive = self._keep_alive(version, headers)
         path = target.split("?", 1)[0]
         view = app.policy.view(self.peer, self.scheme, headers)
-        if path in HEALTH_PATHS:
+        inner = app.route(path)
+        content_type, location = "application/json", ""
+        if inner is None:
+            # authentik's own router: the bare root leads to the path, nothing else is served.
+            if path == "/":
+                status, payload, location = 302, b"", app.web_path
+            else:
+                status, payload = 404, b'{"error": "not found"}'
+        elif inner in HEALTH_PATHS:
             status, payload = 200, b""
-        elif path == WEBSOCKET_PATH:
+        elif inner == "/":
+            status, payload, location = 302, b"", app.web_path + USER_INTERFACE.lstrip("/")
+        elif inner == USER_INTERFACE:
+            status, payload = 302, b""
+            location = f"{app.web_path}{FLOW_PREFIX.lstrip('/')}{LOGIN_FLOW}/?next={quote(path, safe='')}"
+        elif inner.startswith(FLOW_PREFIX) and inner.count("/") == 4:
+            status, content_type = 200, "text/html; charset=utf-8"
+            payload = _flow_page(inner.removeprefix(FLOW_PREFIX).strip("/"))
+        elif inner == WEBSOCKET_PATH:
             accept = handshake_accept(method, version, headers)
             if accept is None:
                 status, payload = 400, b'{"error": "WebSocket upgrade required"}'
@@ -220,7 +264,7 @@ class HttpProtocol(asyncio.Protocol):
                     "headers": headers,
                 }
             ).encode()
-        response = _response(status, payload, keep_alive)
+        response = _response(status, payload, keep_alive, content_type, location)
         if method == "HEAD":
             response = response[: len(response) - len(payload)]
         self._send(response)
