@@ -1,0 +1,310 @@
+"""authentik under a path, and behind a chain of proxies: generated stacks on the real daemon.
+
+`web_path=/auth/` runs the whole stack with pebble as the ACME CA: the certificate flow, the login
+flow and a WebSocket under the path, and nothing outside the path reaching authentik.
+
+The chain tests put a second proxy (an nginx container of the stand-in image, set up like a load
+balancer or like Cloudflare) in front of the stack's nginx, on a network of its own, and list it in
+`upstream_proxies`. Clients run on the test-only `client` network, outside every trusted range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stack import DOMAIN, OVERRIDE, Stack, running_stack, unique_name
+from stack import docker as docker_cli
+from test_e2e_stack import WSCLIENT, common_name, curl, json_log, run_client_script, served_certificate
+
+pytestmark = pytest.mark.docker
+
+FORGED = "203.0.113.77"
+# Cloudflare's first published IPv4 range is 173.245.48.0/20; the test's "Cloudflare edge" network
+# takes a small piece of it so that nginx sees its proxy connect from a Cloudflare address.
+CLOUDFLARE_TEST_SUBNET = "173.245.48.0/28"
+
+
+def public_host(stack: Stack) -> str:
+    return DOMAIN if stack.https_port == 443 else f"{DOMAIN}:{stack.https_port}"
+
+
+def wait_for(condition: Any, what: str, timeout: float = 90, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(AssertionError, ValueError, subprocess.SubprocessError):
+            last = condition()
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} within {timeout} s (last: {last!r})")
+
+
+def https_get(stack: Stack, nginx_ip: str, path: str, *args: str) -> tuple[int, dict[str, str], str]:
+    """(status, lower-case headers, body) of one HTTPS request from the client container to nginx."""
+    result = curl(
+        stack, "-k", "-i", "--resolve", f"{DOMAIN}:443:{nginx_ip}", "-H", f"Host: {public_host(stack)}",
+        *args, f"https://{DOMAIN}{path}",
+    )  # fmt: skip
+    head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
+    lines = head.splitlines()
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def authentik_saw(stack: Stack, marker: str) -> list[dict[str, Any]]:
+    """authentik's access-log entries (the stand-in logs like authentik) whose path contains marker."""
+    return [e for e in json_log(stack, "server") if marker in str(e.get("event", ""))]
+
+
+# --------------------------------------------------------------------------- web_path=/auth/
+
+
+@pytest.fixture(scope="module")
+def path_stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Stack]:
+    """The whole stack with web_path=/auth/, up until nginx serves pebble's certificate."""
+    with running_stack(tmp_path_factory.mktemp("webpath"), standin_images, {"web_path": "/auth/"}) as stack:
+        stack.up()
+        wait_for(
+            lambda: common_name(served_certificate(stack).issuer).startswith("Pebble"),
+            f"nginx serves no certificate from pebble\n{stack.logs('certbot')[-3000:]}",
+            timeout=180,
+            interval=1,
+        )
+        yield stack
+
+
+def test_web_path_certificate_comes_through_the_acme_challenge(path_stack: Stack) -> None:
+    """The certificate flow does not depend on the path: pebble validated http://DOMAIN/.well-known/..."""
+    stack = path_stack
+    assert "Added order" in stack.logs("pebble")
+    nginx_ip = stack.nginx_address("client")
+    token, content = unique_name("tok"), unique_name("content")
+    challenge_dir = "/var/www/acme/.well-known/acme-challenge"
+    stack.exec("certbot", "sh", "-c", f"mkdir -p {challenge_dir} && echo {content} > {challenge_dir}/{token}")
+    result = curl(
+        stack, "--resolve", f"{DOMAIN}:80:{nginx_ip}", f"http://{DOMAIN}/.well-known/acme-challenge/{token}"
+    )
+    assert result.stdout == f"{content}\n", result.stdout
+
+
+def test_web_path_leads_to_the_login_flow(path_stack: Stack) -> None:
+    """GET /auth/ follows authentik's redirects, all under /auth/, to the login flow's page."""
+    stack = path_stack
+    nginx_ip = stack.nginx_address("client")
+
+    def login_page() -> str:
+        result = curl(
+            stack, "-k", "-L", "--max-redirs", "5", "--resolve", f"{DOMAIN}:443:{nginx_ip}",
+            "-H", f"Host: {public_host(stack)}", "-w", "\n%{http_code} %{url_effective}",
+            f"https://{DOMAIN}/auth/",
+        )  # fmt: skip
+        return result.stdout
+
+    # authentik may still be starting: 502 from nginx until it answers.
+    out = wait_for(
+        lambda: (o := login_page()).rpartition("\n")[2].startswith("200 ") and o, "no login flow at /auth/"
+    )
+    body, _, last = out.rpartition("\n")
+    status, url = last.split(" ", 1)
+    assert status == "200", out
+    assert url.startswith(f"https://{DOMAIN}/auth/if/flow/default-authentication-flow/"), url
+    assert "<ak-flow-executor" in body, body
+
+    status, headers, _ = https_get(stack, nginx_ip, "/auth?x=1")
+    assert (status, headers.get("location")) == (301, f"https://{public_host(stack)}/auth/?x=1")
+
+    # Under the path, authentik gets the path unchanged and sees the client and the scheme.
+    client_ip = stack.client_address()
+    status, _, body = https_get(stack, nginx_ip, "/auth/api/v3/core/users/me/?probe=1")
+    seen = json.loads(body)
+    assert status == 200 and seen["path"] == "/auth/api/v3/core/users/me/?probe=1", seen
+    assert (seen["client_ip"], seen["scheme"], seen["host"]) == (client_ip, "https", public_host(stack))
+
+
+def test_websocket_under_the_web_path(path_stack: Stack) -> None:
+    stack = path_stack
+    nginx_ip = stack.nginx_address("client")
+    stack.client("sh", "-c", f"grep -q ' {DOMAIN}$' /etc/hosts || echo '{nginx_ip} {DOMAIN}' >> /etc/hosts")
+    result = run_client_script(stack, WSCLIENT.read_text(), f"wss://{DOMAIN}/auth/ws/client/", "--insecure")
+    assert result.returncode == 0, f"WebSocket under /auth/ failed: {result.stdout}{result.stderr}"
+    verdict = json.loads(result.stdout)
+    assert verdict == {"status": 101, "text": True, "binary": True, "pong": True, "close": True}, verdict
+
+
+def test_outside_the_web_path_nothing_reaches_authentik(path_stack: Stack) -> None:
+    """/, /if/flow/... and /api/v3/... at the root are the user's (404 from nginx), never authentik's."""
+    stack = path_stack
+    nginx_ip = stack.nginx_address("client")
+    marker = unique_name("outside")
+    for path in ("/", f"/?{marker}", f"/if/flow/default-authentication-flow/?{marker}", f"/api/v3/{marker}/",
+                 f"/ws/client/?{marker}", f"/outpost.goauthentik.io/{marker}"):  # fmt: skip
+        status, headers, body = https_get(stack, nginx_ip, path)
+        assert status == 404, f"{path}: {status} {body[:200]}"
+        assert "nginx" in body and "location" not in headers, (
+            f"{path} was not answered by nginx: {body[:200]}"
+        )
+    # The user's file answers the root: change it, reload, and the root is the user's site.
+    site_root = stack.dir / "nginx" / "custom" / "authentik.d" / "site-root.conf"
+    original = site_root.read_text()
+    site_root.write_text(original.replace("return 404;", 'return 200 "my own site\\n";'))
+    try:
+        stack.exec("nginx", "nginx", "-s", "reload")
+        wait_for(lambda: https_get(stack, nginx_ip, "/")[2] == "my own site\n", "the user's root site")
+    finally:
+        site_root.write_text(original)
+        stack.exec("nginx", "nginx", "-s", "reload")
+    time.sleep(2)  # the stand-in flushes its access log in batches
+    assert authentik_saw(stack, marker) == [], "a request outside /auth/ reached authentik"
+    assert authentik_saw(stack, "/auth/api/v3/core/users/me/"), "authentik's access log shows nothing at all"
+
+
+# --------------------------------------------------------------------------- a proxy in front of nginx
+
+FRONT_CONF = """
+# A load balancer in front of the stack's nginx (test only).
+server {
+    listen 80;
+    resolver 127.0.0.11 valid=5s ipv6=off;
+    set $origin nginx;
+    location / {
+        proxy_pass https://$origin:443;
+        proxy_ssl_server_name on;
+        proxy_ssl_name %(domain)s;
+        proxy_ssl_verify off;
+        proxy_http_version 1.1;
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        %(extra)s
+    }
+}
+"""
+
+
+@dataclass
+class Chain:
+    """A stack, a front proxy on the `edge` network in front of its nginx, and their addresses."""
+
+    stack: Stack
+    front: str
+    front_ip: str
+    edge: str
+
+    def via_front(self, path: str, *headers: str) -> dict[str, Any]:
+        args = []
+        for header in headers:
+            args += ["-H", header]
+        result = curl(
+            self.stack, "-H", f"Host: {public_host(self.stack)}", *args, f"http://{self.front}{path}"
+        )
+        return json.loads(result.stdout)
+
+    def direct(self, path: str, *headers: str) -> dict[str, Any]:
+        nginx_ip = self.stack.nginx_address("client")
+        args = []
+        for header in headers:
+            args += ["-H", header]
+        _, _, body = https_get(self.stack, nginx_ip, path, *args)
+        return json.loads(body)
+
+
+@contextlib.contextmanager
+def chain(tmp_path: Path, images: Any, *, cloudflare: bool) -> Iterator[Chain]:
+    """Front proxy first (its address goes into upstream_proxies), then the stack with nginx on `edge`."""
+    edge = unique_name("edge")
+    front = f"{edge}-front"
+    conf = tmp_path / "front.conf"
+    extra = "proxy_set_header CF-Connecting-IP $remote_addr;" if cloudflare else ""
+    conf.write_text(FRONT_CONF % {"domain": DOMAIN, "extra": extra})
+    conf.chmod(0o644)
+    subnet = ["--subnet", CLOUDFLARE_TEST_SUBNET] if cloudflare else []
+    try:
+        docker_cli("network", "create", *subnet, edge)
+        docker_cli(
+            "run", "-d", "--name", front, "--network", edge,
+            "-v", f"{conf}:/etc/nginx/conf.d/default.conf:ro", images.nginx,
+        )  # fmt: skip
+        front_ip = json.loads(docker_cli("inspect", front).stdout)[0]["NetworkSettings"]["Networks"][edge][
+            "IPAddress"
+        ]
+        answer = "cloudflare" if cloudflare else front_ip
+        with running_stack(tmp_path, images, {"upstream_proxies": answer}) as stack:
+            override_path = stack.dir / OVERRIDE
+            override = json.loads(override_path.read_text())
+            override["services"]["nginx"]["networks"]["edge"] = {}
+            override["networks"]["edge"] = {"external": True, "name": edge}
+            override_path.write_text(json.dumps(override, indent=2))
+            stack.up("nginx")
+            docker_cli("network", "connect", stack.network_name("client"), front)
+            result = Chain(stack, front, front_ip, edge)
+            wait_for(lambda: result.via_front("/warm-up")["client_ip"], "no answer through the front proxy")
+            yield result
+    finally:
+        docker_cli("rm", "-f", front, check=False)
+        docker_cli("network", "rm", edge, check=False)
+
+
+def test_chain_authentik_sees_the_original_client(tmp_path: Path, standin_images) -> None:
+    """upstream_proxies=<the front proxy's address>: through it, authentik sees the client; a client
+    that forges the headers, straight to nginx or from the front proxy's own network, is seen as itself."""
+    with chain(tmp_path, standin_images, cloudflare=False) as ch:
+        stack = ch.stack
+        real_ip = (stack.dir / "nginx" / "snippets" / "real-ip.conf").read_text()
+        assert f"set_real_ip_from {ch.front_ip};" in real_ip, real_ip
+        client_ip = stack.client_address()
+
+        seen = ch.via_front("/through-front")
+        assert seen["client_ip"] == client_ip, (
+            f"authentik sees {seen['client_ip']}, not the client {client_ip}"
+        )
+        assert seen["trusted_peer"] is True, seen
+        assert seen["headers"]["x-forwarded-for"] == client_ip, seen["headers"]
+        # The client's own X-Forwarded-For reaches the front proxy, which appends to it: nginx takes
+        # the right-most address that is not a trusted proxy, so the forged entry is ignored.
+        seen = ch.via_front("/through-front-forged", f"X-Forwarded-For: {FORGED}")
+        assert seen["client_ip"] == client_ip, seen
+
+        for headers in ((f"X-Forwarded-For: {FORGED}",), (f"CF-Connecting-IP: {FORGED}",),
+                        (f"X-Real-IP: {FORGED}", f"Forwarded: for={FORGED}")):  # fmt: skip
+            seen = ch.direct("/straight-to-nginx", *headers)
+            assert seen["client_ip"] == client_ip, f"{headers}: authentik sees {seen['client_ip']}"
+
+        # Another container on the front proxy's network, but not the listed address: not trusted.
+        nginx_edge_ip = stack.inspect("nginx")["NetworkSettings"]["Networks"][ch.edge]["IPAddress"]
+        neighbour = docker_cli(
+            "run", "--rm", "--network", ch.edge, "--entrypoint", "curl", stack.images.client,
+            "-sS", "-k", "--max-time", "10", "-H", f"X-Forwarded-For: {FORGED}",
+            "--resolve", f"{DOMAIN}:443:{nginx_edge_ip}", f"https://{DOMAIN}/from-the-edge-network",
+        )  # fmt: skip
+        seen = json.loads(neighbour.stdout)
+        assert seen["client_ip"] not in (FORGED, ch.front_ip, client_ip), seen
+
+
+def test_chain_cloudflare_takes_cf_connecting_ip_from_cloudflare_only(tmp_path: Path, standin_images) -> None:
+    """upstream_proxies=cloudflare: from a Cloudflare address, CF-Connecting-IP names the client;
+    from anywhere else, neither CF-Connecting-IP nor X-Forwarded-For is believed."""
+    with chain(tmp_path, standin_images, cloudflare=True) as ch:
+        stack = ch.stack
+        real_ip = (stack.dir / "nginx" / "snippets" / "real-ip.conf").read_text()
+        assert "real_ip_header CF-Connecting-IP;" in real_ip, real_ip
+        client_ip = stack.client_address()
+        seen = ch.via_front(
+            "/through-cloudflare", f"CF-Connecting-IP: {FORGED}", f"X-Forwarded-For: {FORGED}"
+        )
+        assert seen["client_ip"] == client_ip, (
+            f"authentik sees {seen['client_ip']}, not the client {client_ip}"
+        )
+        for headers in ((f"CF-Connecting-IP: {FORGED}",), (f"X-Forwarded-For: {FORGED}",)):
+            seen = ch.direct("/straight-to-nginx", *headers)
+            assert seen["client_ip"] == client_ip, f"{headers}: authentik sees {seen['client_ip']}"
