@@ -1,0 +1,125 @@
+"""`scaffold update` and the web_path / upstream_proxies answers, against throwaway template repos.
+
+What a user sees: Cloudflare's ranges follow the template (a new release brings the new list into
+the project), changing either answer later re-renders exactly what depends on it and keeps their
+edits, a bad new answer is refused with the project left as it was, and a project made by the
+previous release (which did not ask these questions) updates to this one without a conflict.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from stack import REPO_ROOT
+from templaterepo import edit, git, make_template_repo, release
+from test_update import new_project, snapshot, user_edits
+
+from scaffold.cli import main
+
+RANGES = "template/nginx/snippets/cloudflare-ranges.conf"
+PREVIOUS_RELEASE = "v1.0.0"  # the last release without web_path / upstream_proxies
+
+
+@pytest.fixture
+def template_repo(tmp_path: Path) -> Path:
+    return make_template_repo(tmp_path / "template")
+
+
+def test_update_refreshes_cloudflare_ranges(tmp_path: Path, template_repo: Path, capsys) -> None:
+    project = new_project(tmp_path / "sso", template_repo, "upstream_proxies=cloudflare")
+    user_edits(project)
+    # v2 of the template: Cloudflare dropped one range and published a new one.
+    edit(template_repo, RANGES, "set_real_ip_from 131.0.72.0/22;\n", "set_real_ip_from 198.18.0.0/15;\n")
+    release(template_repo, "v2.0.0")
+
+    assert main(["update", str(project)]) == 0, capsys.readouterr().err
+    ranges = (project / "nginx/snippets/cloudflare-ranges.conf").read_text()
+    assert ranges == (template_repo / RANGES).read_text(), "the project did not get v2's list"
+    assert "131.0.72.0/22" not in ranges and "198.18.0.0/15" in ranges
+    assert (
+        "include /etc/nginx/snippets/cloudflare-ranges.conf;"
+        in (project / "nginx/snippets/real-ip.conf").read_text()
+    )
+    assert "client_max_body_size 256m;" in (project / "nginx/conf.d/authentik.conf").read_text()
+
+
+def test_changing_the_answers_later_rerenders_what_depends_on_them(
+    tmp_path: Path, template_repo: Path, capsys
+) -> None:
+    project = new_project(tmp_path / "sso", template_repo)
+    user_edits(project)
+    argv = ["update", str(project), "--data", "web_path=/auth/", "--data", "upstream_proxies=192.0.2.10"]
+    assert main(argv) == 0, capsys.readouterr().err
+
+    compose = (project / "compose.yaml").read_text()
+    assert "AUTHENTIK_WEB__PATH: /auth/" in compose
+    site = (project / "nginx/conf.d/authentik.conf").read_text()
+    assert "location ^~ /auth/ {" in site and "client_max_body_size 256m;" in site
+    assert (project / "nginx/custom/authentik.d/site-root.conf").is_file()
+    assert (project / "nginx/custom/authentik.d/mine.conf").read_text() == "location /mine { return 204; }\n"
+    real_ip = (project / "nginx/snippets/real-ip.conf").read_text()
+    assert "set_real_ip_from 192.0.2.10;" in real_ip and "real_ip_header X-Forwarded-For;" in real_ip
+    answers = (project / ".copier-answers.yml").read_text()
+    assert "web_path: /auth/" in answers and "upstream_proxies: 192.0.2.10" in answers
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [("upstream_proxies=0.0.0.0/0", "every IPv4 address"), ("web_path=auth", "must start and end with '/'")],
+)
+def test_bad_new_answer_on_update_is_refused_and_changes_nothing(
+    tmp_path: Path, template_repo: Path, capsys, answer: str, message: str
+) -> None:
+    project = new_project(tmp_path / "sso", template_repo)
+    before = snapshot(project)
+    assert main(["update", str(project), "--data", answer]) != 0
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert snapshot(project) == before
+
+
+def _release_repo(dest: Path, ref: str) -> Path:
+    """A template repository whose v1.0.0 is this repository's `ref` (a published release)."""
+    dest.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x"], cwd=dest, input=archive, check=True)
+    git(dest, "init", "-q")
+    release(dest, "v1.0.0")
+    return dest
+
+
+def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, capsys) -> None:
+    """A project of the last release gets the new files and defaults; nothing else of it changes."""
+    known = subprocess.run(
+        ["git", "rev-parse", "-q", "--verify", f"refs/tags/{PREVIOUS_RELEASE}"], cwd=REPO_ROOT
+    )
+    if known.returncode != 0:
+        pytest.skip(f"this clone has no tag {PREVIOUS_RELEASE} (shallow clone?)")
+    repo = _release_repo(tmp_path / "template", PREVIOUS_RELEASE)
+    project = new_project(tmp_path / "sso", repo)
+    user_edits(project)
+    # This version, as the next release of that template.
+    fresh = make_template_repo(tmp_path / "current")
+    for item in repo.iterdir():
+        if item.name != ".git":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    for item in fresh.iterdir():
+        if item.name != ".git":
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, repo / item.name)
+    release(repo, "v2.0.0")
+
+    assert main(["update", str(project)]) == 0, capsys.readouterr().err
+    status = git(project, "status", "--porcelain")
+    assert "<<<<<<<" not in "".join(p.read_text() for p in project.rglob("*.conf")), status
+    assert not list(project.rglob("*.rej")), status
+    answers = (project / ".copier-answers.yml").read_text()
+    assert "web_path: /" in answers and "upstream_proxies: ''" in answers
+    site = (project / "nginx/conf.d/authentik.conf").read_text()
+    assert site.count("include /etc/nginx/snippets/real-ip.conf;") == 2
+    assert "client_max_body_size 256m;" in site and "    location / {" in site
+    assert (project / "nginx/snippets/real-ip.conf").is_file()
+    assert not (project / "nginx/custom/authentik.d/site-root.conf").exists()
+    assert "AUTHENTIK_WEB__PATH:" not in (project / "compose.yaml").read_text()
