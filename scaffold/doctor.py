@@ -79,15 +79,28 @@ JSON_SCHEMA: dict[str, Any] = {
 
 def all_checks() -> tuple[Check, ...]:
     """Every check, in report order. Imported here so that `scaffold --help` loads none of them."""
-    from scaffold import doctor_files, doctor_network, doctor_stack, doctor_tls, doctor_trust, doctor_versions
+    from scaffold import (
+        doctor_clientaddr,
+        doctor_files,
+        doctor_flow,
+        doctor_network,
+        doctor_realip,
+        doctor_stack,
+        doctor_tls,
+        doctor_trust,
+        doctor_versions,
+    )
 
     return (
         *doctor_files.CHECKS,
+        *doctor_realip.CHECKS,
         *doctor_trust.CHECKS,
         *doctor_versions.CHECKS,
         *doctor_network.CHECKS,
         *doctor_tls.CHECKS,
         *doctor_stack.CHECKS,
+        *doctor_flow.CHECKS,
+        *doctor_clientaddr.CHECKS,
     )
 
 

@@ -109,6 +109,12 @@ def parse_docker_time(text: str | None) -> dt.datetime | None:
         return None
 
 
+def normalize_web_path(value: Any) -> str:
+    """A web path with one leading and one trailing slash, "/" when empty (as authentik reads it)."""
+    inner = str(value or "").strip().strip("/")
+    return f"/{inner}/" if inner else "/"
+
+
 @dataclass
 class Context:
     """The project being checked and lazily gathered facts about it."""
@@ -148,6 +154,11 @@ class Context:
     def public_origin(self) -> str:
         port = "" if self.https_port == 443 else f":{self.https_port}"
         return f"{self.domain}{port}"
+
+    @cached_property
+    def web_path(self) -> str:
+        """The `web_path` answer: where authentik lives on the domain ("/" for projects without it)."""
+        return normalize_web_path(self.answer("web_path", "/"))
 
     def status_of(self, check_id: str) -> str | None:
         result = self.results.get(check_id)

@@ -369,12 +369,23 @@ def missing_proxy_headers(text: str, https_port: int) -> list[tuple[str, str]]:
                     'without the port fails authentik\'s CSRF check ("Origin checking failed")',
                 )
             )
-    if re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for", text, re.I):
+    values = re.findall(r"proxy_set_header\s+X-Forwarded-For\s+\"?([^\s;\"]+)", text, re.I)
+    if any(value.lower() == "$proxy_add_x_forwarded_for" for value in values):
         missing.append(
             (
                 "proxy_set_header X-Forwarded-For $remote_addr",
                 "$proxy_add_x_forwarded_for appends to what the client sent: authentik before 2026.8 takes "
                 "the leftmost entry, so clients can choose the address authentik logs",
+            )
+        )
+    others = sorted({v for v in values if v.lower() not in ("$remote_addr", "$proxy_add_x_forwarded_for")})
+    if others:
+        missing.append(
+            (
+                "proxy_set_header X-Forwarded-For $remote_addr",
+                f"X-Forwarded-For is set to {', '.join(others)}: authentik trusts nginx's header, so it must "
+                "carry the address nginx decided on ($remote_addr; nginx/snippets/real-ip.conf takes it from "
+                "upstream proxies): a client header ($http_...) lets clients choose it",
             )
         )
     return missing

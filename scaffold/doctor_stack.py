@@ -1,5 +1,5 @@
 """doctor's running-stack checks: Docker itself, each service's state and health, whether the containers
-run with the current .env, nginx's configuration, and a WebSocket through nginx to authentik.
+run with the current .env and web path, nginx's configuration, and a WebSocket through nginx to authentik.
 
 Containers are found by Compose's labels (project and service), so these checks work whatever compose
 files or overrides started the stack. Each is skipped, with the reason, when the stack is not running.
@@ -8,11 +8,15 @@ files or overrides started the stack. Each is skipped, with the reason, when the
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
+import re
 import socket
 import ssl
+from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from scaffold import envkeys
@@ -23,6 +27,7 @@ from scaffold.doctor_core import (
     Context,
     Outcome,
     fail,
+    normalize_web_path,
     not_running_skip,
     ok,
     parse_docker_time,
@@ -31,7 +36,10 @@ from scaffold.doctor_core import (
 )
 from scaffold.doctor_trust import container_env
 
-WEBSOCKET_PATH = "/ws/client/"
+#: authentik's WebSocket endpoint, under web_path.
+WEBSOCKET_SUBPATH = "ws/client/"
+WEBSOCKET_PATH = "/" + WEBSOCKET_SUBPATH
+WEB_PATH_KEY = "AUTHENTIK_WEB__PATH"
 #: Keys the template's compose.yaml sets in `environment:`, which wins over `env_file: .env`: a
 #: different value in .env is never applied, so comparing it would warn forever.
 COMPOSE_ENVIRONMENT_KEYS = frozenset(
@@ -41,6 +49,7 @@ COMPOSE_ENVIRONMENT_KEYS = frozenset(
         "AUTHENTIK_POSTGRESQL__USER",
         "AUTHENTIK_POSTGRESQL__PASSWORD",
         "AUTHENTIK_WEB__BASE_URL",
+        WEB_PATH_KEY,
     }
 )
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -121,6 +130,27 @@ def check_service(ctx: Context, service: str) -> Outcome:
     return describe_service(service, _pick_container(items) if items else None, ctx.now)
 
 
+def compose_web_path(root: Path) -> str | None:
+    """The AUTHENTIK_WEB__PATH compose.yaml sets ("/" when it sets none); None without compose.yaml."""
+    try:
+        text = (root / "compose.yaml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    match = re.search(rf"(?m)^\s*{WEB_PATH_KEY}\s*[:=]\s*[\"']?([^\"'\s#]*)", text)
+    return normalize_web_path(match.group(1) if match else "/")
+
+
+def _web_path_fix(ctx: Context) -> str:
+    in_compose = compose_web_path(ctx.root)
+    if in_compose in (None, ctx.web_path):
+        return f"`docker compose up -d` recreates authentik with {WEB_PATH_KEY} from compose.yaml"
+    return (
+        f"compose.yaml sets {WEB_PATH_KEY} to {in_compose}, not the web_path answer {ctx.web_path}: "
+        "`scaffold update` renders it from the answer (`git diff compose.yaml` shows hand edits), then "
+        "`docker compose up -d`"
+    )
+
+
 def check_env_applied(ctx: Context) -> Outcome:
     if (blocked := not_running_skip(ctx)) is not None:
         return blocked
@@ -129,6 +159,7 @@ def check_env_applied(ctx: Context) -> Outcome:
     in_env = ctx.env.keys()  # an EnvDocument, not a dict
     keys = [key for key in in_env if key not in COMPOSE_ENVIRONMENT_KEYS]
     stale: dict[str, list[str]] = {}
+    web_paths: dict[str, list[str]] = {}
     checked = []
     for service in ("server", "worker"):
         data = ctx.running(service)
@@ -140,21 +171,33 @@ def check_env_applied(ctx: Context) -> Outcome:
             value = ctx.env.get(key)
             if value is not None and value != env.get(key):
                 stale.setdefault(key, []).append(service)
+        running_path = normalize_web_path(env.get(WEB_PATH_KEY))
+        if running_path != ctx.web_path:
+            web_paths.setdefault(running_path, []).append(service)
     if not checked:
         return skip("not checked: neither authentik server nor worker is running")
+    problems, fixes = [], []
     if stale:
         listed = ", ".join(f"{key} ({' and '.join(where)})" for key, where in stale.items())
-        fix = "`docker compose up -d` recreates the containers with the current .env"
+        problems.append(
+            f"authentik runs with an older .env: {listed} changed since its containers were created "
+            "(values not shown)"
+        )
+        fixes.append("`docker compose up -d` recreates the containers with the current .env")
         if envkeys.PG_PASS in stale:
-            fix += (
-                "; PG_PASS changed: the database keeps its old password until you change it inside "
+            fixes.append(
+                "PG_PASS changed: the database keeps its old password until you change it inside "
                 "PostgreSQL too (see files.env-secrets), or authentik cannot log in"
             )
-        return warn(
-            f"authentik runs with an older .env: {listed} changed since its containers were created "
-            "(values not shown)",
-            fix,
+    if web_paths:
+        listed = ", ".join(f"{' and '.join(where)} under {path}" for path, where in web_paths.items())
+        problems.append(
+            f"authentik serves ({listed}; {WEB_PATH_KEY}) elsewhere than the web_path answer {ctx.web_path}, "
+            "which nginx follows: its pages and redirects miss what nginx proxies"
         )
+        fixes.append(_web_path_fix(ctx))
+    if problems:
+        return warn("; ".join(problems), "; ".join(fixes))
     return ok(f"authentik ({' and '.join(checked)}) runs with the current .env")
 
 
@@ -185,24 +228,25 @@ def check_nginx_config(ctx: Context) -> Outcome:
     )
 
 
-def websocket_handshake(
-    port: int, domain: str, host_header: str, timeout: float = NET_TIMEOUT
-) -> tuple[int, dict[str, str], bool]:
-    """(status, headers, accept header correct) of a WebSocket upgrade to /ws/client/ over TLS."""
+@contextlib.contextmanager
+def tls_to_nginx(port: int, domain: str, timeout: float = NET_TIMEOUT) -> Iterator[ssl.SSLSocket]:
+    """TLS to 127.0.0.1:`port` with SNI `domain`, HTTP/1.1, unverified (doctor looks, trusts nothing)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["http/1.1"])
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET {WEBSOCKET_PATH} HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Origin: https://{host_header}\r\nUser-Agent: scaffold-doctor\r\n\r\n"
-    )
     with (
         socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
         context.wrap_socket(raw, server_hostname=domain) as tls,
     ):
+        yield tls
+
+
+def exchange_head(
+    port: int, domain: str, request: str, timeout: float = NET_TIMEOUT
+) -> tuple[int, dict[str, str]]:
+    """Send one HTTP/1.1 request through nginx; (status, lower-cased headers) of the answer's head."""
+    with tls_to_nginx(port, domain, timeout) as tls:
         tls.sendall(request.encode("ascii"))
         head = b""
         while b"\r\n\r\n" not in head and len(head) < 65536:
@@ -219,8 +263,41 @@ def websocket_handshake(
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+def https_get(
+    port: int,
+    domain: str,
+    host_header: str,
+    path: str,
+    extra_headers: dict[str, str] | None = None,
+    timeout: float = NET_TIMEOUT,
+) -> tuple[int, dict[str, str]]:
+    """(status, headers) of `GET path` through nginx on 127.0.0.1, as a browser on the domain sends it."""
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host_header}",
+        "User-Agent: scaffold-doctor",
+        "Accept: text/html",
+    ]
+    lines += [f"{name}: {value}" for name, value in (extra_headers or {}).items()]
+    return exchange_head(port, domain, "\r\n".join([*lines, "Connection: close", "", ""]), timeout)
+
+
+def websocket_handshake(
+    port: int, domain: str, host_header: str, timeout: float = NET_TIMEOUT, path: str = WEBSOCKET_PATH
+) -> tuple[int, dict[str, str], bool]:
+    """(status, headers, accept header correct) of a WebSocket upgrade to `path` over TLS."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Origin: https://{host_header}\r\nUser-Agent: scaffold-doctor\r\n\r\n"
+    )
+    status, headers = exchange_head(port, domain, request, timeout)
     expected = base64.b64encode(hashlib.sha1(key.encode() + _WS_GUID).digest()).decode()
-    return int(parts[1]), headers, headers.get("sec-websocket-accept") == expected
+    return status, headers, headers.get("sec-websocket-accept") == expected
 
 
 def judge_websocket(status: int, headers: dict[str, str], accept_ok: bool, url: str) -> Outcome:
@@ -268,9 +345,12 @@ def check_websocket(ctx: Context) -> Outcome:
     server = ctx.running("server")
     if server is None:
         return skip("not checked: authentik's server is not running (see stack.service.server)")
-    url = f"wss://{ctx.public_origin}{WEBSOCKET_PATH} (via 127.0.0.1:{ctx.https_port})"
+    path = ctx.web_path + WEBSOCKET_SUBPATH
+    url = f"wss://{ctx.public_origin}{path} (via 127.0.0.1:{ctx.https_port})"
     try:
-        status, headers, accept_ok = websocket_handshake(ctx.https_port, ctx.domain, ctx.public_origin)
+        status, headers, accept_ok = websocket_handshake(
+            ctx.https_port, ctx.domain, ctx.public_origin, path=path
+        )
     except (OSError, ConnectionError) as exc:
         return fail(
             f"cannot open {url}: {exc}",

@@ -428,6 +428,7 @@ def test_clean_project_files_are_ok(project: Path) -> None:
         "files.env-syntax",
         "files.answers-no-secrets",
         "proxy.headers",
+        "proxy.real-ip",
         "trust.cidrs-format",
         "trust.cidrs-cover-network",
         "trust.cidrs-not-broad",
@@ -500,6 +501,11 @@ def test_proxy_headers(rendered: Path) -> None:
     assert missing_proxy_headers(plain_host, 443) == []
     appended = text.replace("X-Forwarded-For $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for")
     assert any("$remote_addr" in what for what, _ in missing_proxy_headers(appended, 8443))
+    # Passing on the client's own header is as bad: authentik trusts whatever nginx sends.
+    passed_on = text.replace("X-Forwarded-For $remote_addr", "X-Forwarded-For $http_x_forwarded_for")
+    ((what, why),) = missing_proxy_headers(passed_on, 8443)
+    assert what == "proxy_set_header X-Forwarded-For $remote_addr"
+    assert "$http_x_forwarded_for" in why and "clients choose it" in why
 
 
 def test_secrets_in_tracked_files_and_answers_fail_without_showing_them(project: Path) -> None:
