@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from stack import DOMAIN, OVERRIDE, Stack, running_stack, unique_name
 from stack import docker as docker_cli
+from test_doctor_stack import Doctor, secrets_of
 from test_e2e_stack import WSCLIENT, common_name, curl, json_log, run_client_script, served_certificate
 
 pytestmark = pytest.mark.docker
@@ -308,3 +309,41 @@ def test_chain_cloudflare_takes_cf_connecting_ip_from_cloudflare_only(tmp_path: 
         for headers in ((f"CF-Connecting-IP: {FORGED}",), (f"X-Forwarded-For: {FORGED}",)):
             seen = ch.direct("/straight-to-nginx", *headers)
             assert seen["client_ip"] == client_ip, f"{headers}: authentik sees {seen['client_ip']}"
+
+
+def test_doctor_on_the_web_path_stack(path_stack: Stack) -> None:
+    """doctor finds authentik's login flow and the WebSocket under /auth/; forged headers do not count."""
+    doctor = Doctor(path_stack.dir, "--offline", secrets=secrets_of(path_stack))
+    for check_id in ("stack.login-flow", "stack.websocket", "proxy.real-ip", "stack.client-address"):
+        assert doctor.status(check_id) == "ok", doctor
+    assert "/auth/if/flow/" in doctor.checks["stack.login-flow"]["message"], doctor
+    assert "/auth/ws/client/" in doctor.checks["stack.websocket"]["message"], doctor
+
+
+def test_doctor_catches_a_range_added_to_the_trusted_proxies(tmp_path: Path, standin_images) -> None:
+    """A chain stack passes doctor; `set_real_ip_from 0.0.0.0/0` added by hand fails both the static
+    and the live check, which sees a forged address accepted from this machine."""
+    with chain(tmp_path, standin_images, cloudflare=False) as ch:
+        stack = ch.stack
+        doctor = Doctor(stack.dir, "--offline", secrets=secrets_of(stack))
+        assert doctor.status("proxy.real-ip") == "ok", doctor
+        assert doctor.status("stack.client-address") == "ok", doctor
+        assert doctor.status("stack.login-flow") == "ok", doctor
+
+        real_ip = stack.dir / "nginx" / "snippets" / "real-ip.conf"
+        original = real_ip.read_text()
+        real_ip.write_text(
+            original.replace("real_ip_header", "set_real_ip_from 0.0.0.0/0;\nreal_ip_header", 1)
+        )
+        try:
+            stack.exec("nginx", "nginx", "-s", "reload")
+            time.sleep(1)
+            doctor = Doctor(stack.dir, "--offline", secrets=secrets_of(stack))
+            assert doctor.code == 1, doctor
+            assert doctor.status("proxy.real-ip") == "fail", doctor
+            assert "0.0.0.0/0" in doctor.checks["proxy.real-ip"]["message"], doctor
+            assert doctor.status("stack.client-address") == "fail", doctor
+            assert FORGED in doctor.checks["stack.client-address"]["message"], doctor
+        finally:
+            real_ip.write_text(original)
+            stack.exec("nginx", "nginx", "-s", "reload")
