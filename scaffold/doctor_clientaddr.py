@@ -16,9 +16,9 @@ import secrets
 import time
 from typing import Any
 
-from scaffold.doctor_core import Check, Context, Outcome, fail, not_running_skip, ok, skip, warn
+from scaffold.doctor_core import Check, Context, Outcome, fail, ok, skip, warn
 from scaffold.doctor_realip import trusted_upstream
-from scaffold.doctor_stack import https_get
+from scaffold.doctor_stack import https_get, through_nginx_skip
 from scaffold.subnets import Network
 
 #: From TEST-NET-3 (RFC 5737): nobody's address, so seeing it in the log can only mean the forgery worked.
@@ -117,13 +117,10 @@ def _nginx_log(ctx: Context, container: dict[str, Any], since: int) -> str:
 
 
 def check_client_address(ctx: Context) -> Outcome:
-    if (blocked := not_running_skip(ctx)) is not None:
+    if (blocked := through_nginx_skip(ctx, needs_server=False)) is not None:
         return blocked
-    if ctx.docker is not None and not ctx.docker.is_local:
-        return skip(f"not checked: the Docker daemon ({ctx.docker.endpoint}) is on another host")
     nginx = ctx.running("nginx")
-    if nginx is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
+    assert nginx is not None
     plain_nonce, forged_nonce = secrets.token_hex(8), secrets.token_hex(8)
     path = f"{ctx.web_path}{HEALTH_SUBPATH}?{MARK}="
     since = int(time.time()) - 1

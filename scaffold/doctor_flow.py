@@ -18,12 +18,9 @@ from scaffold.doctor_core import (
     Outcome,
     fail,
     normalize_web_path,
-    not_running_skip,
     ok,
-    skip,
-    warn,
 )
-from scaffold.doctor_stack import WEB_PATH_KEY, https_get
+from scaffold.doctor_stack import WEB_PATH_KEY, https_get, through_nginx_skip, unless_starting
 from scaffold.doctor_trust import container_env
 
 MAX_REDIRECTS = 5
@@ -160,15 +157,10 @@ def walk(ctx: Context) -> list[Hop]:
 
 
 def check_login_flow(ctx: Context) -> Outcome:
-    if (blocked := not_running_skip(ctx)) is not None:
+    if (blocked := through_nginx_skip(ctx)) is not None:
         return blocked
-    if ctx.docker is not None and not ctx.docker.is_local:
-        return skip(f"not checked: the Docker daemon ({ctx.docker.endpoint}) is on another host")
-    if ctx.running("nginx") is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
     server = ctx.running("server")
-    if server is None:
-        return skip("not checked: authentik's server is not running (see stack.service.server)")
+    assert server is not None
     url = f"https://{ctx.public_origin}{ctx.web_path}"
     try:
         hops = walk(ctx)
@@ -181,10 +173,7 @@ def check_login_flow(ctx: Context) -> Outcome:
     outcome = judge_login_flow(
         hops, web_path=ctx.web_path, origin=ctx.public_origin, server_web_path=server_path
     )
-    starting = ((server.get("State") or {}).get("Health") or {}).get("Status") == "starting"
-    if outcome.status == "fail" and starting:
-        return warn(f"{outcome.message} (authentik is still starting)", outcome.fix)
-    return outcome
+    return unless_starting(outcome, server)
 
 
 CHECKS = (Check("stack.login-flow", check_login_flow),)

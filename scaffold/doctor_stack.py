@@ -335,16 +335,32 @@ def judge_websocket(status: int, headers: dict[str, str], accept_ok: bool, url: 
     )
 
 
-def check_websocket(ctx: Context) -> Outcome:
+def through_nginx_skip(ctx: Context, *, needs_server: bool = True) -> Outcome | None:
+    """Why a request through nginx on 127.0.0.1 cannot be tried from here, or None when it can."""
     if (blocked := not_running_skip(ctx)) is not None:
         return blocked
     if ctx.docker is not None and not ctx.docker.is_local:
         return skip(f"not checked: the Docker daemon ({ctx.docker.endpoint}) is on another host")
     if ctx.running("nginx") is None:
         return skip("not checked: nginx is not running (see stack.service.nginx)")
-    server = ctx.running("server")
-    if server is None:
+    if needs_server and ctx.running("server") is None:
         return skip("not checked: authentik's server is not running (see stack.service.server)")
+    return None
+
+
+def unless_starting(outcome: Outcome, server: dict[str, Any]) -> Outcome:
+    """A failure while authentik's server is still starting is a warning: it may pass in a minute."""
+    starting = ((server.get("State") or {}).get("Health") or {}).get("Status") == "starting"
+    if outcome.status == "fail" and starting:
+        return warn(f"{outcome.message} (authentik is still starting)", outcome.fix)
+    return outcome
+
+
+def check_websocket(ctx: Context) -> Outcome:
+    if (blocked := through_nginx_skip(ctx)) is not None:
+        return blocked
+    server = ctx.running("server")
+    assert server is not None
     path = ctx.web_path + WEBSOCKET_SUBPATH
     url = f"wss://{ctx.public_origin}{path} (via 127.0.0.1:{ctx.https_port})"
     try:
@@ -356,11 +372,7 @@ def check_websocket(ctx: Context) -> Outcome:
             f"cannot open {url}: {exc}",
             "`docker compose ps nginx`, `docker compose logs --tail 50 nginx`",
         )
-    outcome = judge_websocket(status, headers, accept_ok, url)
-    starting = ((server.get("State") or {}).get("Health") or {}).get("Status") == "starting"
-    if outcome.status == "fail" and starting:
-        return warn(f"{outcome.message} (authentik is still starting)", outcome.fix)
-    return outcome
+    return unless_starting(judge_websocket(status, headers, accept_ok, url), server)
 
 
 CHECKS = (
