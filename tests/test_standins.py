@@ -628,7 +628,7 @@ def test_authentik_trusted_peer_xff_chain(
     start_authentik(sandbox, images, "ak-trusted", env)
     data = echo(
         client_box,
-        "http://ak-trusted:9000/",
+        "http://ak-trusted:9000/echo",
         "X-Forwarded-For: 6.6.6.6, 203.0.113.7",
         "X-Forwarded-Proto: https",
         "X-Forwarded-Host: auth.example.test",
@@ -636,7 +636,7 @@ def test_authentik_trusted_peer_xff_chain(
     assert data["trusted_peer"] is True
     assert data["client_ip"] == "203.0.113.7"  # the spoofed leftmost entry is ignored
     assert (data["scheme"], data["host"]) == ("https", "auth.example.test")
-    chain = echo(client_box, "http://ak-trusted:9000/", f"X-Forwarded-For: 203.0.113.7, {data['peer']}")
+    chain = echo(client_box, "http://ak-trusted:9000/echo", f"X-Forwarded-For: 203.0.113.7, {data['peer']}")
     assert chain["client_ip"] == "203.0.113.7"  # a trusted proxy hop is skipped from the right
 
 
@@ -649,9 +649,46 @@ def test_authentik_untrusted_peer_ignores_forwarded_headers(
     name = "ak-json" if cidrs == "json" else "ak-untrusted"
     start_authentik(sandbox, images, name, authentik_env(AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS=value))
     headers = ("X-Forwarded-For: 203.0.113.7", "X-Forwarded-Proto: https", "X-Forwarded-Host: evil.test")
-    data = echo(client_box, f"http://{name}:9000/", *headers)
+    data = echo(client_box, f"http://{name}:9000/echo", *headers)
     assert data["trusted_peer"] is False
     assert (data["client_ip"], data["scheme"], data["host"]) == (data["peer"], "http", f"{name}:9000")
+
+
+@pytest.mark.docker
+def test_authentik_serves_only_under_its_web_path(
+    sandbox: Sandbox, images: StandinImages, postgres: Container, client_box: Container
+) -> None:
+    """AUTHENTIK_WEB__PATH=/auth/: the root redirects to the path, the rest outside it is 404, and
+    under it the anonymous root leads through /auth/if/user/ to the login flow's page."""
+    start_authentik(sandbox, images, "ak-path", authentik_env(AUTHENTIK_WEB__PATH="/auth/"))
+    fmt = "%{http_code} %{redirect_url}"
+
+    def answer(path: str) -> str:
+        return exec_ok(client_box, "curl", "-sS", "-o", "/dev/null", "-w", fmt, f"http://ak-path:9000{path}")
+
+    assert answer("/") == "302 http://ak-path:9000/auth/"
+    assert answer("/if/flow/default-authentication-flow/").startswith("404 ")
+    assert answer("/auth/-/health/live/").startswith("200 ")
+    assert answer("/auth/") == "302 http://ak-path:9000/auth/if/user/"
+    flow = "http://ak-path:9000/auth/if/flow/default-authentication-flow/?next=%2Fauth%2Fif%2Fuser%2F"
+    assert answer("/auth/if/user/") == f"302 {flow}"
+    page = exec_ok(client_box, "curl", "-sS", "--fail", flow)
+    assert '<ak-flow-executor flowSlug="default-authentication-flow">' in page
+    assert echo(client_box, "http://ak-path:9000/auth/api/v3/x/")["path"] == "/auth/api/v3/x/"
+
+
+@pytest.mark.docker
+def test_authentik_refuses_a_web_path_without_slashes(
+    sandbox: Sandbox, images: StandinImages, postgres: Container
+) -> None:
+    container = sandbox.start(
+        images.authentik,
+        name="ak-badpath",
+        environment=authentik_env(AUTHENTIK_WEB__PATH="auth"),
+        command="server",
+    )
+    status, logs = exited(container)
+    assert status == 1 and "must start and end with '/'" in logs, logs
 
 
 @pytest.mark.docker
