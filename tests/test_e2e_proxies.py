@@ -246,11 +246,17 @@ def chain(tmp_path: Path, images: Any, *, cloudflare: bool) -> Iterator[Chain]:
             override["services"]["nginx"]["networks"]["edge"] = {}
             override["networks"]["edge"] = {"external": True, "name": edge}
             override_path.write_text(json.dumps(override, indent=2))
-            stack.up("nginx")
-            docker_cli("network", "connect", stack.network_name("client"), front)
-            result = Chain(stack, front, front_ip, edge)
-            wait_for(lambda: result.via_front("/warm-up")["client_ip"], "no answer through the front proxy")
-            yield result
+            try:
+                stack.up("nginx")
+                docker_cli("network", "connect", stack.network_name("client"), front)
+                result = Chain(stack, front, front_ip, edge)
+                wait_for(
+                    lambda: result.via_front("/warm-up")["client_ip"], "no answer through the front proxy"
+                )
+                yield result
+            finally:
+                # Off the stack's networks before `compose down`, which cannot remove a network in use.
+                docker_cli("rm", "-f", front, check=False)
     finally:
         docker_cli("rm", "-f", front, check=False)
         docker_cli("network", "rm", edge, check=False)
