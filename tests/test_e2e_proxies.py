@@ -157,7 +157,7 @@ def test_outside_the_web_path_nothing_reaches_authentik(path_stack: Stack) -> No
             f"{path} was not answered by nginx: {body[:200]}"
         )
     # The user's file answers the root: change it, reload, and the root is the user's site.
-    site_root = stack.dir / "nginx" / "custom" / "authentik.d" / "site-root.conf"
+    site_root = stack.dir / "nginx" / "custom" / "site-root.conf"
     original = site_root.read_text()
     site_root.write_text(original.replace("return 404;", 'return 200 "my own site\\n";'))
     try:

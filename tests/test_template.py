@@ -154,7 +154,7 @@ def test_web_path_serves_authentik_under_the_path_only(rendered):
     name, project = rendered
     server = compose_config(project)["services"]["server"]["environment"]
     conf = (project / "nginx" / "conf.d" / "authentik.conf").read_text()
-    site_root = project / "nginx" / "custom" / "authentik.d" / "site-root.conf"
+    site_root = project / "nginx" / "custom" / "site-root.conf"
     port = VARIANTS[name].get("https_port", 443)
     origin = f"https://{DOMAIN}" + (f":{port}" if port != 443 else "")
     # authentik adds web.path to the base URL itself: the base URL stays the origin.
@@ -167,10 +167,12 @@ def test_web_path_serves_authentik_under_the_path_only(rendered):
         assert f"return 301 {origin}/auth/$is_args$args;" in conf
         assert "proxy_pass https://authentik;" in https_block
         assert directives(site_root.read_text(), "return") == ["404"]
+        assert directives(https_block, "include").count("/etc/nginx/custom/site-root.conf") == 1
     else:
         assert "AUTHENTIK_WEB__PATH" not in server
         assert locations == ["/"], locations
-        assert not site_root.exists()
+        assert "site-root.conf" not in conf, "the user's root site is included only under a path"
+        assert directives(site_root.read_text(), "return") == ["404"]
     # The ACME challenge and the redirect on port 80 do not depend on the path.
     http_block = conf[conf.index("listen 80") : conf.index("listen 443")]
     assert "include /etc/nginx/snippets/acme-challenge.conf;" in http_block

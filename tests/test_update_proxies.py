@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from stack import REPO_ROOT
 from templaterepo import edit, git, make_template_repo, release
-from test_update import new_project, snapshot, user_edits
+from test_update import commit, new_project, snapshot, user_edits
 
 from scaffold.cli import main
 
@@ -58,12 +58,27 @@ def test_changing_the_answers_later_rerenders_what_depends_on_them(
     assert "AUTHENTIK_WEB__PATH: /auth/" in compose
     site = (project / "nginx/conf.d/authentik.conf").read_text()
     assert "location ^~ /auth/ {" in site and "client_max_body_size 256m;" in site
-    assert (project / "nginx/custom/authentik.d/site-root.conf").is_file()
+    assert (project / "nginx/custom/site-root.conf").is_file()
     assert (project / "nginx/custom/authentik.d/mine.conf").read_text() == "location /mine { return 204; }\n"
     real_ip = (project / "nginx/snippets/real-ip.conf").read_text()
     assert "set_real_ip_from 192.0.2.10;" in real_ip and "real_ip_header X-Forwarded-For;" in real_ip
     answers = (project / ".copier-answers.yml").read_text()
     assert "web_path: /auth/" in answers and "upstream_proxies: 192.0.2.10" in answers
+
+    # Back to the whole host name: authentik's `location /` again; the user's site-root.conf, with
+    # their site in it, stays on disk but is no longer included (two `location /` would not load).
+    site_root = project / "nginx/custom/site-root.conf"
+    site_root.write_text(site_root.read_text().replace("return 404;", "root /srv/www;"))
+    commit(project, "my site")
+    argv = ["update", str(project), "--data", "web_path=/", "--data", "upstream_proxies="]
+    assert main(argv) == 0, capsys.readouterr().err
+    site = (project / "nginx/conf.d/authentik.conf").read_text()
+    assert (
+        "    location / {" in site and "site-root.conf" not in site and "client_max_body_size 256m;" in site
+    )
+    assert "root /srv/www;" in site_root.read_text()
+    assert "AUTHENTIK_WEB__PATH:" not in (project / "compose.yaml").read_text()
+    assert "set_real_ip_from" not in (project / "nginx/snippets/real-ip.conf").read_text()
 
 
 @pytest.mark.parametrize(
@@ -121,5 +136,5 @@ def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, 
     assert site.count("include /etc/nginx/snippets/real-ip.conf;") == 2
     assert "client_max_body_size 256m;" in site and "    location / {" in site
     assert (project / "nginx/snippets/real-ip.conf").is_file()
-    assert not (project / "nginx/custom/authentik.d/site-root.conf").exists()
+    assert (project / "nginx/custom/site-root.conf").is_file() and "site-root.conf" not in site
     assert "AUTHENTIK_WEB__PATH:" not in (project / "compose.yaml").read_text()
