@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require
 from stack import REPO_ROOT
 from templaterepo import edit, git, make_template_repo, release
 from test_update import commit, new_project, snapshot, user_edits
@@ -111,8 +112,7 @@ def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, 
     known = subprocess.run(
         ["git", "rev-parse", "-q", "--verify", f"refs/tags/{PREVIOUS_RELEASE}"], cwd=REPO_ROOT
     )
-    if known.returncode != 0:
-        pytest.skip(f"this clone has no tag {PREVIOUS_RELEASE} (shallow clone?)")
+    require(known.returncode == 0, f"this clone has no tag {PREVIOUS_RELEASE} (a shallow clone?)")
     repo = _release_repo(tmp_path / "template", PREVIOUS_RELEASE)
     project = new_project(tmp_path / "sso", repo)
     user_edits(project)
