@@ -94,6 +94,11 @@ class Stack:
     client_container: str | None = None
     _started: bool = field(default=False, repr=False)
 
+    @property
+    def public_host(self) -> str:
+        """What a browser sends as Host: the domain, with the port when it is not 443."""
+        return DOMAIN if self.https_port == 443 else f"{DOMAIN}:{self.https_port}"
+
     def compose(
         self, *args: str, check: bool = True, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:

@@ -33,10 +33,6 @@ FORGED = "203.0.113.77"
 CLOUDFLARE_TEST_SUBNET = "173.245.48.0/28"
 
 
-def public_host(stack: Stack) -> str:
-    return DOMAIN if stack.https_port == 443 else f"{DOMAIN}:{stack.https_port}"
-
-
 def wait_for(condition: Any, what: str, timeout: float = 90, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -52,7 +48,7 @@ def wait_for(condition: Any, what: str, timeout: float = 90, interval: float = 0
 def https_get(stack: Stack, nginx_ip: str, path: str, *args: str) -> tuple[int, dict[str, str], str]:
     """(status, lower-case headers, body) of one HTTPS request from the client container to nginx."""
     result = curl(
-        stack, "-k", "-i", "--resolve", f"{DOMAIN}:443:{nginx_ip}", "-H", f"Host: {public_host(stack)}",
+        stack, "-k", "-i", "--resolve", f"{DOMAIN}:443:{nginx_ip}", "-H", f"Host: {stack.public_host}",
         *args, f"https://{DOMAIN}{path}",
     )  # fmt: skip
     head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
@@ -108,7 +104,7 @@ def test_web_path_leads_to_the_login_flow(path_stack: Stack) -> None:
     def login_page() -> str:
         result = curl(
             stack, "-k", "-L", "--max-redirs", "5", "--resolve", f"{DOMAIN}:443:{nginx_ip}",
-            "-H", f"Host: {public_host(stack)}", "-w", "\n%{http_code} %{url_effective}",
+            "-H", f"Host: {stack.public_host}", "-w", "\n%{http_code} %{url_effective}",
             f"https://{DOMAIN}/auth/",
         )  # fmt: skip
         return result.stdout
@@ -124,14 +120,14 @@ def test_web_path_leads_to_the_login_flow(path_stack: Stack) -> None:
     assert "<ak-flow-executor" in body, body
 
     status, headers, _ = https_get(stack, nginx_ip, "/auth?x=1")
-    assert (status, headers.get("location")) == (301, f"https://{public_host(stack)}/auth/?x=1")
+    assert (status, headers.get("location")) == (301, f"https://{stack.public_host}/auth/?x=1")
 
     # Under the path, authentik gets the path unchanged and sees the client and the scheme.
     client_ip = stack.client_address()
     status, _, body = https_get(stack, nginx_ip, "/auth/api/v3/core/users/me/?probe=1")
     seen = json.loads(body)
     assert status == 200 and seen["path"] == "/auth/api/v3/core/users/me/?probe=1", seen
-    assert (seen["client_ip"], seen["scheme"], seen["host"]) == (client_ip, "https", public_host(stack))
+    assert (seen["client_ip"], seen["scheme"], seen["host"]) == (client_ip, "https", stack.public_host)
 
 
 def test_websocket_under_the_web_path(path_stack: Stack) -> None:
@@ -207,7 +203,7 @@ class Chain:
         for header in headers:
             args += ["-H", header]
         result = curl(
-            self.stack, "-H", f"Host: {public_host(self.stack)}", *args, f"http://{self.front}{path}"
+            self.stack, "-H", f"Host: {self.stack.public_host}", *args, f"http://{self.front}{path}"
         )
         return json.loads(result.stdout)
 

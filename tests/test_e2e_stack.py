@@ -267,9 +267,7 @@ class Bringup:
 
     @property
     def public_host(self) -> str:
-        """What a browser sends as Host: the domain, with the port when it is not 443."""
-        port = self.stack.https_port
-        return DOMAIN if port == 443 else f"{DOMAIN}:{port}"
+        return self.stack.public_host
 
     @property
     def expected_upstream_host(self) -> str:

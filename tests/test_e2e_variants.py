@@ -41,10 +41,6 @@ def wait_for_echo(stack: Stack, resolve: str, path: str, *extra: str, timeout: f
     )
 
 
-def public_host(stack: Stack) -> str:
-    return DOMAIN if stack.https_port == 443 else f"{DOMAIN}:{stack.https_port}"
-
-
 def test_upstream_http_variant(tmp_path: Path, standin_images) -> None:
     """upstream_scheme=http: nginx talks plain HTTP to authentik's port 9000, and authentik still sees
     https and the real client, because it trusts nginx's X-Forwarded-* headers (its own connection's
@@ -55,7 +51,7 @@ def test_upstream_http_variant(tmp_path: Path, standin_images) -> None:
         stack.up("nginx")
         nginx_ip = stack.nginx_address("client")
         client_ip = stack.client_address()
-        host = public_host(stack)
+        host = stack.public_host
         resolve = f"{DOMAIN}:443:{nginx_ip}"
         seen = wait_for_echo(stack, resolve, "/http-upstream?x=1", "-H", f"Host: {host}")
         assert seen["scheme"] == "https", f"authentik sees scheme {seen['scheme']!r} behind an http upstream"
