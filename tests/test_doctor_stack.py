@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
 from stack import DOMAIN, Stack, running_stack
 from test_doctor import assert_valid_report, make_cert
 
@@ -73,17 +74,6 @@ def served(stack: Stack) -> Any:
     return cert_info(fetch_served_certificate(stack.https_port, DOMAIN))
 
 
-def wait_for(condition, what: str, timeout: float = 120, stack: Stack | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if condition():
-                return
-        time.sleep(0.5)
-    logs = stack.compose("logs", "--tail", "30").stdout if stack else ""
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Stack]:
     """A running, healthy stack that serves a certificate issued by pebble."""
@@ -96,7 +86,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[S
                 and served(stack).subject_cn != PLACEHOLDER_SUBJECT
             ),
             "the certificate from pebble",
-            stack=stack,
+            timeout=120,
+            context=lambda: stack.compose("logs", "--tail", "30").stdout,
         )
         yield stack
 
@@ -150,11 +141,20 @@ def serving(stack: Stack, target: str) -> Iterator[None]:
     expected = cert_info(_der_of(stack.dir / "letsencrypt/scaffold" / target / "fullchain.pem")).fingerprint
     point(target)
     try:
-        wait_for(lambda: served(stack).fingerprint == expected, f"nginx to serve {target}", 20, stack)
+        wait_for(
+            lambda: served(stack).fingerprint == expected,
+            f"nginx to serve {target}",
+            timeout=20,
+            context=lambda: stack.compose("logs", "--tail", "30").stdout,
+        )
         yield
     finally:
         point(before)
-        wait_for(lambda: served(stack).fingerprint == fingerprint, "nginx to serve the real certificate", 20)
+        wait_for(
+            lambda: served(stack).fingerprint == fingerprint,
+            "nginx to serve the real certificate",
+            timeout=20,
+        )
 
 
 def _der_of(path: Path) -> bytes:

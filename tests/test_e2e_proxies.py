@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
 from stack import DOMAIN, OVERRIDE, Stack, running_stack, unique_name
 from stack import docker as docker_cli
 from test_doctor_stack import Doctor, secrets_of
@@ -31,18 +31,6 @@ FORGED = "203.0.113.77"
 # Cloudflare's first published IPv4 range is 173.245.48.0/20; the test's "Cloudflare edge" network
 # takes a small piece of it so that nginx sees its proxy connect from a Cloudflare address.
 CLOUDFLARE_TEST_SUBNET = "173.245.48.0/28"
-
-
-def wait_for(condition: Any, what: str, timeout: float = 90, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(AssertionError, ValueError, subprocess.SubprocessError):
-            last = condition()
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} within {timeout} s (last: {last!r})")
 
 
 def https_get(stack: Stack, nginx_ip: str, path: str, *args: str) -> tuple[int, dict[str, str], str]:
@@ -75,8 +63,9 @@ def path_stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iter
         stack.up()
         wait_for(
             lambda: common_name(served_certificate(stack).issuer).startswith("Pebble"),
-            f"nginx serves no certificate from pebble\n{stack.logs('certbot')[-3000:]}",
+            "nginx to serve a certificate from pebble",
             timeout=180,
+            context=lambda: stack.logs("certbot")[-3000:],
             interval=1,
         )
         yield stack
@@ -111,7 +100,7 @@ def test_web_path_leads_to_the_login_flow(path_stack: Stack) -> None:
 
     # authentik may still be starting: 502 from nginx until it answers.
     out = wait_for(
-        lambda: (o := login_page()).rpartition("\n")[2].startswith("200 ") and o, "no login flow at /auth/"
+        lambda: (o := login_page()).rpartition("\n")[2].startswith("200 ") and o, "the login flow at /auth/"
     )
     body, _, last = out.rpartition("\n")
     status, url = last.split(" ", 1)
@@ -247,7 +236,7 @@ def chain(tmp_path: Path, images: Any, *, cloudflare: bool) -> Iterator[Chain]:
                 docker_cli("network", "connect", stack.network_name("client"), front)
                 result = Chain(stack, front, front_ip, edge)
                 wait_for(
-                    lambda: result.via_front("/warm-up")["client_ip"], "no answer through the front proxy"
+                    lambda: result.via_front("/warm-up")["client_ip"], "an answer through the front proxy"
                 )
                 yield result
             finally:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
 from stack import DOMAIN, Stack, running_stack, unique_name
 from stack import docker as docker_cli
 from test_e2e_stack import curl, upstream_sockets
@@ -25,19 +25,15 @@ pytestmark = pytest.mark.docker
 
 def wait_for_echo(stack: Stack, resolve: str, path: str, *extra: str, timeout: float = 60) -> dict[str, Any]:
     """The authentik stand-in's echo through nginx, once nginx and authentik both answer."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
+
+    def echo() -> dict[str, Any]:
         result = curl(stack, "-k", "--resolve", resolve, *extra, f"https://{DOMAIN}{path}", check=False)
-        last = f"exit {result.returncode}: {result.stdout[:300]} {result.stderr[:300]}"
-        if result.returncode == 0:
-            try:
-                return json.loads(result.stdout)
-            except json.JSONDecodeError:
-                pass  # a 502 page while authentik starts
-        time.sleep(0.5)
-    raise AssertionError(
-        f"no echo from authentik through nginx within {timeout} s ({last})\n{stack.logs('nginx')}"
+        if result.returncode != 0:
+            raise AssertionError(f"exit {result.returncode}: {result.stdout[:300]} {result.stderr[:300]}")
+        return json.loads(result.stdout)  # not JSON: a 502 page while authentik starts
+
+    return wait_for(
+        echo, "an echo from authentik through nginx", timeout=timeout, context=lambda: stack.logs("nginx")
     )
 
 

@@ -27,6 +27,7 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 from docker.models.volumes import Volume
+from polling import wait_for
 from standins.authentik.server import App, serve
 from standins.authentik.trust import (
     DEFAULT_TRUSTED_PROXY_CIDRS,
@@ -304,15 +305,6 @@ def make_tar(files: Files) -> bytes:
     return buffer.getvalue()
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def exec_in(container: Container, *cmd: str) -> tuple[int, str]:
     result = container.exec_run(list(cmd))
     return result.exit_code, result.output.decode(errors="replace")
@@ -381,7 +373,7 @@ def postgres(sandbox: Sandbox, images: StandinImages) -> Container:
     container = sandbox.start(images.postgres, name="postgresql", environment=PG_ENV)
     # Over TCP: while initialising, the temporary server listens on the Unix socket only.
     ready = ("pg_isready", "-h", "127.0.0.1", "-U", "authentik")
-    wait_for(lambda: exec_in(container, *ready)[0] == 0, 90, "postgres")
+    wait_for(lambda: exec_in(container, *ready)[0] == 0, "postgres", timeout=90)
     return container
 
 
@@ -400,7 +392,7 @@ def start_authentik(
     sandbox: Sandbox, images: StandinImages, name: str, env: dict[str, str], command: str = "server"
 ) -> Container:
     container = sandbox.start(images.authentik, name=name, environment=env, command=command)
-    wait_for(lambda: exec_in(container, "ak", "healthcheck")[0] == 0, 60, f"{name} healthy")
+    wait_for(lambda: exec_in(container, "ak", "healthcheck")[0] == 0, f"{name} healthy", timeout=60)
     return container
 
 
@@ -498,7 +490,7 @@ def test_nginx_entrypoint_scripts_templates_and_conf_d(
 ) -> None:
     env = {"STANDIN_TEMPLATE": "rendered"}
     nginx = sandbox.start(images.nginx, name="nginx", files=NGINX_FILES, environment=env)
-    wait_for(lambda: exec_in(client_box, "curl", "-sf", "http://nginx:8081/")[0] == 0, 30, "nginx")
+    wait_for(lambda: exec_in(client_box, "curl", "-sf", "http://nginx:8081/")[0] == 0, "nginx", timeout=30)
     assert exec_ok(client_box, "curl", "-sS", "http://nginx:8080/") == "script:sourced-ok\n"
     assert exec_ok(client_box, "curl", "-sS", "--http2-prior-knowledge", "http://nginx:8080/") == (
         "script:sourced-ok\n"
@@ -736,7 +728,7 @@ def test_pebble_directory_verifies_with_ca(
 ) -> None:
     sandbox.start(images.pebble, name="pebble")
     url, ca = "https://pebble:14000/dir", "/tmp/pebble-ca.pem"
-    wait_for(lambda: exec_in(client_box, "curl", "-s", "--cacert", ca, url)[0] == 0, 30, "pebble")
+    wait_for(lambda: exec_in(client_box, "curl", "-s", "--cacert", ca, url)[0] == 0, "pebble", timeout=30)
     directory = json.loads(exec_ok(client_box, "curl", "-sS", "--cacert", ca, url))
     assert directory["newAccount"] == "https://pebble:14000/sign-me-up"
     as_localhost = ("--connect-to", "localhost:14000:pebble:14000", "https://localhost:14000/dir")
