@@ -300,6 +300,7 @@ BAD_ANSWERS = [
     ("upstream_proxies=192.0.2.0/33", "an IPv4 prefix is /0 to /32"),
     ("upstream_proxies=192.0.2.1/24", "did you mean 192.0.2.0/24"),
     ("upstream_proxies=2001:db8:::1", "not an IPv6 address or CIDR"),
+    ("upstream_proxies=2001:db8::1/64", "did you mean 2001:db8:0:0::/64"),
     ("upstream_proxies=192.0.2.0/x", "not an address or CIDR"),
     ("upstream_proxies=cloudflare, my-router", "'my-router' is neither 'cloudflare' nor"),
 ]
