@@ -138,6 +138,16 @@ def serving(stack: Stack, target: str) -> Iterator[None]:
         tmp.replace(link)
         stack.exec("nginx", "nginx", "-s", "reload")
 
+    def state() -> str:
+        """What a timeout needs to be explained: what nginx serves, where `current` points, the logs."""
+        try:
+            shown = served(stack)
+            serving_now = f"{shown.subject_cn} (issuer {shown.issuer}, sha256 {shown.fingerprint[:16]}...)"
+        except Exception as error:
+            serving_now = repr(error)
+        logs = stack.compose("logs", "--tail", "30", "nginx", "certbot").stdout
+        return f"nginx serves {serving_now}; current -> {os.readlink(link)}\n{logs}"
+
     expected = cert_info(_der_of(stack.dir / "letsencrypt/scaffold" / target / "fullchain.pem")).fingerprint
     point(target)
     try:
@@ -145,7 +155,7 @@ def serving(stack: Stack, target: str) -> Iterator[None]:
             lambda: served(stack).fingerprint == expected,
             f"nginx to serve {target}",
             timeout=20,
-            context=lambda: stack.compose("logs", "--tail", "30").stdout,
+            context=state,
         )
         yield
     finally:
@@ -154,6 +164,7 @@ def serving(stack: Stack, target: str) -> Iterator[None]:
             lambda: served(stack).fingerprint == fingerprint,
             "nginx to serve the real certificate",
             timeout=20,
+            context=state,
         )
 
 
