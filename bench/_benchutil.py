@@ -46,11 +46,12 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def served_issuer(stack: Stack, nginx_ip: str) -> str:
-    """Issuer of the certificate nginx serves for the domain, seen from the client container."""
+def served_certificate_field(stack: Stack, nginx_ip: str, field: str) -> str:
+    """One `openssl x509` field (issuer, serial) of the certificate nginx serves for the domain,
+    seen from the client container; empty when nothing answers."""
     script = (
         f"echo | openssl s_client -connect {nginx_ip}:443 -servername {DOMAIN} 2>/dev/null"
-        " | openssl x509 -noout -issuer 2>/dev/null"
+        f" | openssl x509 -noout -{field} 2>/dev/null"
     )
     return stack.client("sh", "-c", script, check=False).stdout.strip()
 
@@ -67,7 +68,7 @@ def wait_for_issued_certificate(stack: Stack, timeout: float = 180) -> str:
         except (AssertionError, KeyError):
             time.sleep(1)
             continue
-        issuer = served_issuer(stack, nginx_ip)
+        issuer = served_certificate_field(stack, nginx_ip, "issuer")
         if issuer and PLACEHOLDER_CN not in issuer:
             code = stack.client(
                 "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",

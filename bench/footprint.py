@@ -47,6 +47,7 @@ from _benchutil import (
     print_table,
     process_memory,
     run_measurement,
+    served_certificate_field,
     wait_for_issued_certificate,
 )
 from stack import DOMAIN, Stack, docker, running_stack
@@ -83,14 +84,6 @@ def sample(names: dict[str, str], count: int) -> dict[str, dict[str, float]]:
 def nginx_workers(name: str) -> set[int]:
     out = docker("top", name, "-eo", "pid,args").stdout.splitlines()[1:]
     return {int(line.split()[0]) for line in out if "nginx: worker process" in line}
-
-
-def served_serial(stack: Stack, nginx_ip: str) -> str:
-    script = (
-        f"echo | openssl s_client -connect {nginx_ip}:443 -servername {DOMAIN} 2>/dev/null"
-        " | openssl x509 -noout -serial 2>/dev/null"
-    )
-    return stack.client("sh", "-c", script, check=False).stdout.strip()
 
 
 def wait_certbot_idle(name: str, timeout: float = 120) -> str:
@@ -137,7 +130,7 @@ class PeakSampler(threading.Thread):
 def force_renewal(stack: Stack, nginx: str, certbot: str, nginx_ip: str) -> tuple[float, PeakSampler]:
     """Forced renewal through `docker compose exec`, then wait for nginx's checked reload."""
     workers_before = nginx_workers(nginx)
-    serial_before = served_serial(stack, nginx_ip)
+    serial_before = served_certificate_field(stack, nginx_ip, "serial")
     sampler = PeakSampler(certbot)
     sampler.start()
     started = time.monotonic()
@@ -152,7 +145,8 @@ def force_renewal(stack: Stack, nginx: str, certbot: str, nginx_ip: str) -> tupl
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         workers = nginx_workers(nginx)
-        if workers and not workers & workers_before and served_serial(stack, nginx_ip) != serial_before:
+        reloaded = bool(workers) and not workers & workers_before
+        if reloaded and served_certificate_field(stack, nginx_ip, "serial") != serial_before:
             return renew_seconds, sampler
         time.sleep(0.5)
     raise CouldNotMeasure("nginx did not reload onto the renewed certificate within 60 s")
