@@ -37,27 +37,62 @@ class Answers:
     def from_mapping(cls, data: dict[str, Any]) -> Answers:
         missing = [key for key in ("project_name", "domain", "authentik_version") if not data.get(key)]
         if missing:
-            raise ProjectError(
-                f"the answers file lacks {', '.join(missing)}",
-                hint="restore it from git (`git checkout -- .copier-answers.yml`) or from .scaffold/backups/",
-            )
+            raise ProjectError(f"the answers file lacks {', '.join(missing)}", hint=_RESTORE_HINT)
+        _check_types(data)
         return cls(
-            project_name=str(data["project_name"]),
-            domain=str(data["domain"]),
-            authentik_version=str(data["authentik_version"]),
-            proxy_subnet=str(data.get("proxy_subnet") or "auto"),
-            enable_ipv6=bool(data.get("enable_ipv6", False)),
-            proxy_subnet_v6=str(data.get("proxy_subnet_v6") or "auto"),
-            smtp_enabled=bool(data.get("smtp_enabled", False)),
-            smtp_host=str(data.get("smtp_host") or ""),
-            smtp_port=int(data.get("smtp_port") or 587),
-            smtp_security=str(data.get("smtp_security") or "starttls"),
-            smtp_username=str(data.get("smtp_username") or ""),
-            smtp_from=str(data.get("smtp_from") or ""),
+            project_name=data["project_name"],
+            domain=data["domain"],
+            authentik_version=data["authentik_version"],
+            proxy_subnet=data.get("proxy_subnet") or "auto",
+            enable_ipv6=data.get("enable_ipv6", False),
+            proxy_subnet_v6=data.get("proxy_subnet_v6") or "auto",
+            smtp_enabled=data.get("smtp_enabled", False),
+            smtp_host=data.get("smtp_host") or "",
+            smtp_port=data.get("smtp_port") or 587,
+            smtp_security=data.get("smtp_security") or "starttls",
+            smtp_username=data.get("smtp_username") or "",
+            smtp_from=data.get("smtp_from") or "",
             src_path=data.get("_src_path"),
-            commit=data.get("_commit"),
+            commit=None if data.get("_commit") is None else str(data["_commit"]),
             raw=dict(data),
         )
+
+
+_RESTORE_HINT = "restore it from git (`git checkout -- .copier-answers.yml`) or from .scaffold/backups/"
+#: The type each answer scaffold reads must have in the file (copier writes them so; a hand edit may not).
+#: `_commit` may be a number: YAML reads an all-digit abbreviated hash as one.
+ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
+    "project_name": str,
+    "domain": str,
+    "authentik_version": str,
+    "proxy_subnet": str,
+    "enable_ipv6": bool,
+    "proxy_subnet_v6": str,
+    "smtp_enabled": bool,
+    "smtp_host": str,
+    "smtp_port": int,
+    "smtp_security": str,
+    "smtp_username": str,
+    "smtp_from": str,
+    "_src_path": str,
+    "_commit": (str, int),
+}
+_TYPE_WORDS = {str: "text", bool: "true or false", int: "a whole number"}
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """Refuse a value of the wrong type (`smtp_port: abc`, `enable_ipv6: maybe`), naming key and value."""
+    for key, expected in ANSWER_TYPES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        allowed = expected if isinstance(expected, tuple) else (expected,)
+        # bool is an int in Python; a port of `true` is still wrong.
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            raise ProjectError(
+                f"the answers file has {key}: {value!r}, which is not {_TYPE_WORDS[allowed[0]]}",
+                hint=f"correct {key} in .copier-answers.yml, or {_RESTORE_HINT}; commit, and run again",
+            )
 
 
 def load_answers(project_dir: Path) -> Answers:
@@ -74,10 +109,7 @@ def load_answers(project_dir: Path) -> Answers:
     try:
         data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, YAMLError) as exc:
-        raise ProjectError(
-            f"cannot read {path}: {exc}",
-            hint="restore it from git (`git checkout -- .copier-answers.yml`) or from .scaffold/backups/",
-        ) from None
+        raise ProjectError(f"cannot read {path}: {exc}", hint=_RESTORE_HINT) from None
     if not isinstance(data, dict):
         raise ProjectError(
             f"{path} is not a mapping of answers", hint="restore it from git or from .scaffold/backups/"

@@ -2,38 +2,29 @@
 
 Each subcommand maps its flags onto one function call in its own module, imported only when
 that subcommand runs, so `scaffold --help` stays fast. Errors from the package's error tree
-become a message, a fix, and an exit code (documented in README.md):
-
-  0    success (for doctor: nothing failed)
-  1    the operation failed or a check found a problem; files are left as they were
-  2    usage error, or the command could not run at all
-  130  interrupted
+become a message, a fix, and an exit code (errors.EXIT_CODES, listed in every --help and in
+README.md). Anything else is a bug: it is reported in one line, with the traceback only when
+SCAFFOLD_DEBUG is set.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from scaffold import __version__, output
-from scaffold.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ScaffoldError
+from scaffold.errors import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ScaffoldError
 
-EPILOG = "Exit codes: 0 success, 1 failed (nothing changed), 2 usage error or could not run, 130 interrupted."
+EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from scaffold.detect import run_detect
-    from scaffold.hook import print_report
+    from scaffold.detect import run_detect_command
 
-    report = run_detect(args.dest.resolve(), dry_run=args.dry_run)
-    print_report(report, stream=sys.stdout)
-    if not report.changes and report.ok:
-        output.status("ok", f"{report.env_file} is up to date", stream=sys.stdout)
-    elif args.dry_run and report.changes:
-        output.status("info", "dry run: nothing was written", stream=sys.stdout)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return run_detect_command(args.dest.resolve(), dry_run=args.dry_run)
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
@@ -221,3 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         output.error("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug, not the user's doing: one line, the traceback on request
+        if os.environ.get("SCAFFOLD_DEBUG"):
+            raise
+        output.error(
+            f"unexpected error: {type(exc).__name__}: {exc}",
+            "this is a bug in scaffold; run again with SCAFFOLD_DEBUG=1 for the details and report them",
+        )
+        return EXIT_FAILED

@@ -153,6 +153,22 @@ def run_detect(
     return report
 
 
+def run_detect_command(project_dir: Path, *, dry_run: bool = False) -> int:
+    """`scaffold detect`: run the detection, print its report on stdout, return the exit code."""
+    import sys
+
+    from scaffold import output
+    from scaffold.errors import EXIT_FAILED, EXIT_OK
+
+    report = run_detect(project_dir, dry_run=dry_run)
+    output.print_detect_report(report, stream=sys.stdout)
+    if not report.changes and report.ok:
+        output.status("ok", f"{report.env_file} is up to date", stream=sys.stdout)
+    elif dry_run and report.changes:
+        output.status("info", "dry run: nothing was written", stream=sys.stdout)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def _detect_locked(
     layout: ProjectLayout, answers: Answers, docker: DockerAPI | None, report: DetectReport, *, dry_run: bool
 ) -> None:

@@ -275,31 +275,23 @@ def check_compose_config(ctx: Context) -> Outcome:
             "compose.yaml is missing",
             "restore it from git (`git checkout -- compose.yaml`) or from .scaffold/backups/",
         )
-    if shutil.which("docker") is None:
+    from scaffold.compose import check_config
+
+    result = check_config(ctx.root, timeout=COMPOSE_TIMEOUT)
+    if result.state == "no-docker":
         return skip(
             "not checked: the docker command is not installed", "install Docker Engine and Compose v2"
         )
-    try:
-        result = subprocess.run(
-            ["docker", "compose", "config", "--quiet"],
-            cwd=ctx.root,
-            capture_output=True,
-            text=True,
-            timeout=COMPOSE_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return warn(f"`docker compose config` did not answer within {COMPOSE_TIMEOUT}s", None)
-    output = (result.stderr or result.stdout).strip()
-    if result.returncode != 0 and re.search(r"is not a docker command|unknown command", output):
+    if result.state == "timeout":
+        return warn(result.message, None)
+    if result.state == "no-compose":
         return skip(
             "not checked: Docker Compose v2 (`docker compose`) is not installed",
             "install the docker-compose-plugin package (or Docker Desktop)",
         )
-    if result.returncode != 0:
-        first = output.splitlines()[-1] if output else f"exit code {result.returncode}"
+    if result.state == "rejected":
         return fail(
-            f"`docker compose config` rejects the project: {first}",
+            f"`docker compose config` rejects the project: {result.message.splitlines()[-1]}",
             "fix the file and line it names (`git diff` shows your edits to compose.yaml), then run "
             "`docker compose config --quiet` until it prints nothing",
         )

@@ -7,39 +7,12 @@ how fixes reach a stack, so doctor says when one exists (as `copier check-update
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-from pathlib import Path
-from typing import Any
-
-from scaffold import envkeys
+from scaffold import envkeys, template_source
 from scaffold.doctor_core import Check, Context, Outcome, fail, ok, skip, warn
+from scaffold.errors import TemplateError
 
-GIT_TIMEOUT = 8
-#: copier stores `git describe --tags --always`: `v1.2.0`, `v1.2.0-3-gabc1234`, or a bare hash.
-_DESCRIBE = re.compile(r"^(?P<tag>.+?)(?:-(?P<ahead>\d+)-g(?P<sha>[0-9a-f]{4,40}))?$")
-_HASH = re.compile(r"^[0-9a-f]{7,40}$")
-
-
-def parse_tag_version(tag: str) -> Any:
-    """A PEP 440 version from a tag such as `v1.2.0`; None when the tag is not a version."""
-    from packaging.version import InvalidVersion, Version
-
-    if _HASH.match(tag) and not tag.isdigit():
-        return None
-    try:
-        return Version(tag[1:] if tag[:1] in ("v", "V") else tag)
-    except InvalidVersion:
-        return None
-
-
-def newest_tag(tags: list[str]) -> tuple[str, Any] | None:
-    versions = [(version, tag) for tag in tags if (version := parse_tag_version(tag)) is not None]
-    if not versions:
-        return None
-    version, tag = max(versions)
-    return tag, version
+#: Seconds doctor gives the template source to list its tags (doctor must stay fast).
+GIT_TIMEOUT = 8.0
 
 
 def compare_template(commit: str | None, tags: list[str]) -> tuple[str, str, str | None]:
@@ -48,16 +21,13 @@ def compare_template(commit: str | None, tags: list[str]) -> tuple[str, str, str
     status: "current", "behind", "ahead" (commits after the newest tag), "untagged" (no version tags),
     or "unknown" (the stack's commit is not a version).
     """
-    newest = newest_tag(tags)
+    newest = template_source.newest_release(tags)
     if newest is None:
         return "untagged", "the template has no version tags", None
     tag, latest = newest
     if not commit:
         return "unknown", f"the answers file records no template version (_commit); the newest is {tag}", tag
-    match = _DESCRIBE.match(commit)
-    base = match.group("tag") if match else commit
-    ahead = int(match.group("ahead") or 0) if match else 0
-    current = parse_tag_version(base)
+    current, ahead = template_source.describe_version(commit)
     if current is None:
         return (
             "unknown",
@@ -69,48 +39,6 @@ def compare_template(commit: str | None, tags: list[str]) -> tuple[str, str, str
     if current == latest and ahead:
         return "ahead", f"this stack is at {commit}, {ahead} commit(s) after the newest version {tag}", tag
     return "current", f"this stack is at the newest template version {tag}", tag
-
-
-def _is_url(source: str) -> bool:
-    return "://" in source or source.startswith("git@")
-
-
-def _run_git(cwd: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=GIT_TIMEOUT,
-        check=False,
-        env={
-            **os.environ,
-            "GIT_TERMINAL_PROMPT": "0",
-            "LC_ALL": "C",
-            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
-        },
-    )
-
-
-def template_tags(source: str) -> tuple[list[str] | None, str | None]:
-    """(tags, None), or (None, why they cannot be read)."""
-    try:
-        if _is_url(source):
-            result = _run_git(None, "ls-remote", "--tags", "--refs", source)
-            if result.returncode != 0:
-                return (
-                    None,
-                    f"cannot reach {source}: {result.stderr.strip().splitlines()[-1:] or 'git failed'}",
-                )
-            return [
-                line.split("refs/tags/", 1)[1] for line in result.stdout.splitlines() if "refs/tags/" in line
-            ], None
-        result = _run_git(Path(source), "tag", "--list")
-        if result.returncode != 0:
-            return None, f"cannot read the tags of {source}: {result.stderr.strip()}"
-        return [line for line in result.stdout.splitlines() if line], None
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"cannot read the template's tags ({exc})"
 
 
 def check_tag_matches_answers(ctx: Context) -> Outcome:
@@ -134,24 +62,15 @@ def check_template_current(ctx: Context) -> Outcome:
     if not source:
         return skip("not checked: the answers file has no _src_path (template source)")
     source = str(source)
-    if _is_url(source) and ctx.offline:
+    if template_source.is_url(source) and ctx.offline:
         return skip(f"not checked: --offline, and the template source is a URL ({source})")
-    if not _is_url(source):
-        path = Path(source)
-        if not path.is_absolute():
-            return warn(
-                f"the template source '{source}' in .copier-answers.yml is a relative path: updates cannot "
-                "find it",
-                "set _src_path in .copier-answers.yml to the template's absolute path or git URL, and commit",
-            )
-        if not (path / "copier.yml").is_file():
-            return warn(
-                f"the template source {source} is not there any more: `scaffold update` cannot run",
-                "point _src_path in .copier-answers.yml at the template's current clone or URL, and commit",
-            )
-    tags, error = template_tags(source)
-    if tags is None:
-        return skip(f"not checked: {error}")
+    problem = template_source.source_problem(source)
+    if problem is not None:
+        return warn(f"{problem.message}: `scaffold update` cannot run", problem.hint)
+    try:
+        tags = template_source.template_tags(source, timeout=GIT_TIMEOUT)
+    except TemplateError as exc:
+        return skip(f"not checked: {exc.message}")
     state, message, newest = compare_template(ctx.answers.commit, tags)
     if state == "untagged":
         return skip(f"not checked: {message}")

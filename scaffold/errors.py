@@ -6,11 +6,21 @@ place that prints errors can always say both. Constructors print nothing.
 
 from __future__ import annotations
 
-# Exit codes, documented in README.md ("Exit codes").
+# Exit codes, documented in README.md ("Exit codes") and in every command's --help (EXIT_CODES).
 EXIT_OK = 0
-EXIT_FAILED = 1  # the operation failed or a check found a problem; the user's files are unchanged
+EXIT_FAILED = 1  # the operation failed or a check found a problem; the user's files are as they were
 EXIT_USAGE = 2  # bad command line, or the command could not run at all
+EXIT_NEEDS_ATTENTION = 3  # `scaffold update` applied the update but left conflicts or problems (listed)
 EXIT_INTERRUPTED = 130
+
+#: Every exit code with its meaning, in the words `--help` shows.
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "failed, files left (or put back) as they were",
+    EXIT_USAGE: "usage error or could not run",
+    EXIT_NEEDS_ATTENTION: "update applied with conflicts or problems to resolve",
+    EXIT_INTERRUPTED: "interrupted",
+}
 
 
 class ScaffoldError(Exception):
@@ -50,4 +60,8 @@ class ProjectError(ScaffoldError):
 
 
 class TemplateError(ScaffoldError):
-    """The template source cannot be reached or read."""
+    """The template source cannot be reached or read, or copier failed on it."""
+
+
+class GitError(ScaffoldError):
+    """git is missing, timed out, or refused an operation scaffold needs."""

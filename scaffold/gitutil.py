@@ -1,31 +1,76 @@
-"""The few git operations scaffold needs, run through the git CLI (copier needs it anyway)."""
+"""The few git operations scaffold needs, through one runner of the git CLI (copier needs git anyway).
+
+Every git call goes through `git()`: no prompt for credentials (it would hang a non-interactive run),
+a timeout (a dead remote must not hang an update or doctor), C locale (messages are matched on), and
+a missing git binary or a timeout as a `GitError` with a fix, never a traceback.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from scaffold.errors import ProjectError
+from scaffold.errors import GitError
 
 #: Used only when the user has no git identity, so that the first commit still works.
 FALLBACK_IDENTITY = ("-c", "user.name=scaffold", "-c", "user.email=scaffold@localhost")
+#: Seconds a local git command may take; network commands (clone, ls-remote) pass their own.
+GIT_TIMEOUT = 60.0
 
 
-def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    if shutil.which("git") is None:
-        raise ProjectError("git is not installed", hint="install git (e.g. `sudo apt install git`)")
+def git(
+    cwd: Path | None, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run `git ARGS` in `cwd`; with `check`, a non-zero exit is a GitError quoting git's message."""
+    command = " ".join(("git", *args))
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # no passphrase prompt either
+    try:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        if cwd is not None and not cwd.is_dir():
+            raise GitError(f"{cwd} is not a folder", hint="check the path and run again") from None
+        raise GitError("git is not installed", hint="install git (e.g. `sudo apt install git`)") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(
+            f"`{command}` did not finish within {timeout:g}s",
+            hint="check the network (for a remote template) or what holds the repository, then retry",
+        ) from None
+    except OSError as exc:
+        raise GitError(f"cannot run `{command}`: {exc.strerror or exc}") from None
     if check and result.returncode != 0:
-        raise ProjectError(f"`git {' '.join(args)}` failed in {cwd}: {result.stderr.strip()}")
+        where = f" in {cwd}" if cwd is not None else ""
+        raise GitError(f"`{command}` failed{where}: {last_line(result.stderr)}")
     return result
+
+
+def last_line(text: str) -> str:
+    """git's final message line (the one that says what went wrong)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
 
 
 def is_repo_root(path: Path) -> bool:
     result = git(path, "rev-parse", "--show-toplevel", check=False)
     return result.returncode == 0 and Path(result.stdout.strip()).resolve() == path.resolve()
+
+
+def index_lock(path: Path) -> Path | None:
+    """`.git/index.lock` when it exists: another git is running, or a crashed one left it behind."""
+    result = git(path, "rev-parse", "--git-path", "index.lock", check=False)
+    if result.returncode != 0:
+        return None
+    lock = path / result.stdout.strip()
+    return lock if lock.exists() else None
 
 
 def dirty_paths(path: Path) -> list[str]:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TextIO
 
 from scaffold import output
-from scaffold.detect import DetectReport, run_detect
+from scaffold.detect import run_detect
 from scaffold.errors import ScaffoldError
 from scaffold.layout import ProjectLayout
 
@@ -26,32 +25,6 @@ REPLICA_PREFIXES = ("copier._main.old_copy.", "copier._main.new_copy.")
 def is_copier_replica(path: Path) -> bool:
     """True inside copier's temporary renders (the project may sit in a subfolder of one)."""
     return any(part.startswith(REPLICA_PREFIXES) for part in path.parts)
-
-
-def print_report(report: DetectReport, *, stream: TextIO | None = None) -> None:
-    """What changed (never a secret's value), what to know, and what to fix (stderr by default)."""
-    stream = stream or sys.stderr
-    if report.written:
-        verb = "created" if report.created else "updated"
-        output.status("ok", f"{verb} {report.env_file.name} (mode 0600)", stream=stream)
-    for change in report.changes:
-        output.say(f"      {change.describe()}", stream=stream)
-    if report.backup:
-        output.say(f"      previous file saved in {report.backup}", stream=stream)
-    for note in report.notes:
-        output.status("info", note, stream=stream)
-    for problem in report.problems:
-        output.status("warn", f".env line {problem.line}: {problem.message}", stream=stream)
-    for message in report.errors:
-        output.status("fail", message, stream=stream)
-    if report.docker_error is not None:
-        err = report.docker_error
-        output.status(
-            "warn",
-            f"{err.message}. The proxy subnet was chosen without Docker and is marked unverified in .env. "
-            f"fix: {err.hint}; then run `scaffold detect` in this folder.",
-            stream=stream,
-        )
 
 
 def main(project_dir: Path | None = None) -> int:
@@ -75,5 +48,5 @@ def main(project_dir: Path | None = None) -> int:
             stream=sys.stderr,
         )
         return 0
-    print_report(report)
+    output.print_detect_report(report)
     return 0

@@ -37,6 +37,11 @@ class ProjectLayout:
         return self.state_dir / "lock"
 
     @property
+    def update_lock_file(self) -> Path:
+        """Held by `scaffold update` for its whole run; its detection step takes `lock_file` in a child."""
+        return self.state_dir / "update.lock"
+
+    @property
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
 

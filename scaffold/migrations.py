@@ -9,7 +9,7 @@ the template's own checkout, so the code always matches the version that needs i
         when: "{{ _stage == 'after' }}"
         command: >-
           PYTHONPATH={{ _copier_conf.src_path | quote }} {{ _copier_python | quote }}
-          -m scaffold migrate <name>
+          -P -m scaffold migrate <name>
 
 Write each migration so that running it twice does no harm, give it a docstring that says
 what the old shape was and what the new one is, and register it in MIGRATIONS. copier exposes

@@ -14,12 +14,9 @@ from pathlib import Path
 from scaffold import output
 from scaffold.errors import ProjectError, SubnetError, TemplateError, UsageError
 from scaffold.gitutil import commit_all, git, tracked_files
+from scaffold.template_source import is_url, template_questions
 
 THIS_CHECKOUT = Path(__file__).resolve().parents[1]
-
-
-def is_url(source: str) -> bool:
-    return "://" in source or source.startswith("git@")
 
 
 def resolve_template(template: str | None) -> str:
@@ -39,16 +36,6 @@ def resolve_template(template: str | None) -> str:
             f"{path} is not a template (no copier.yml)", hint="pass the folder of the template clone"
         )
     return str(path)
-
-
-def template_questions(source: str) -> set[str] | None:
-    """The question names in a local template's copier.yml (None for a remote template)."""
-    if is_url(source):
-        return None
-    from ruamel.yaml import YAML
-
-    data = YAML(typ="safe", pure=True).load((Path(source) / "copier.yml").read_text(encoding="utf-8"))
-    return {key for key in data if isinstance(key, str) and not key.startswith("_")}
 
 
 def check_data_keys(data: dict[str, str], questions: set[str] | None) -> None:
@@ -107,20 +94,9 @@ def check_explicit_subnet(data: dict[str, str]) -> None:
 def run_copier_copy(
     source: str, dest: Path, data: dict[str, str], *, defaults: bool, vcs_ref: str | None
 ) -> None:
-    import copier
-    from copier.errors import CopierError
+    from scaffold.copierrun import run_copy
 
-    try:
-        copier.run_copy(
-            source, str(dest), data=data, defaults=defaults, unsafe=True, vcs_ref=vcs_ref, overwrite=False
-        )
-    except ValueError as exc:  # copier raises the question validators' messages as ValueError
-        text = str(exc).replace("Validation error for question ", "")
-        raise UsageError(
-            f"invalid answer {text}", hint="correct that --data value and run the command again"
-        ) from None
-    except CopierError as exc:
-        raise TemplateError(f"copier failed: {exc}") from None
+    run_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref, overwrite=False)
 
 
 def create_project(

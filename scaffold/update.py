@@ -7,31 +7,43 @@ Order matters, so that a failure at any point leaves the user with what they had
 3. `copier update` through copier's API with the tasks skipped (they would run three times);
 4. the .env merge and subnet detection, once, in the real project;
 5. the conflicts, `docker compose config`, and the commands that apply the change.
+The whole run holds `.scaffold/update.lock`, so two updates never interleave. When copier or
+the detection fails after the backup, the backup is put back before the error is reported, so
+exit code 1 always means "your files are as they were".
 """
 
 from __future__ import annotations
 
 import os
-import re
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scaffold import output
+from scaffold import output, template_source
 from scaffold.answers import Answers, load_answers
-from scaffold.errors import EXIT_FAILED, EXIT_OK, ProjectError, TemplateError, UsageError
-from scaffold.gitutil import conflicted_files, dirty_paths, git, is_repo_root, tracked_files
+from scaffold.errors import (
+    EXIT_FAILED,
+    EXIT_NEEDS_ATTENTION,
+    EXIT_OK,
+    ProjectError,
+    ScaffoldError,
+    UsageError,
+)
+from scaffold.fsutil import exclusive_lock
+from scaffold.gitutil import conflicted_files, dirty_paths, git, index_lock, is_repo_root, tracked_files
 from scaffold.layout import ProjectLayout
-from scaffold.newproject import check_data_keys, is_url, template_questions
-from scaffold.releases import is_known_line, is_supported, parse_version, skipped_lines
+from scaffold.newproject import check_data_keys
+from scaffold.releases import check_upgrade
 
-#: Exit code when the update was applied but left conflicts or problems to resolve.
-EXIT_NEEDS_ATTENTION = 3
 APPLY_COMMANDS = "docker compose pull && docker compose up -d --remove-orphans"
-_TAG_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)")
+#: Seconds an update waits for another scaffold update of the same project before giving up.
+LOCK_WAIT = 5.0
+COMPOSE_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -56,66 +68,22 @@ class UpdatePlan:
     warnings: tuple[str, ...] = ()
 
 
-def _tag_version(text: str | None):
-    from packaging.version import InvalidVersion, Version
-
-    match = _TAG_VERSION.match(text or "")
-    if not match:
-        return None
-    try:
-        return Version(match.group(1))
-    except InvalidVersion:
-        return None
-
-
-def template_tags(source: str) -> list[str]:
-    """The template's version tags; raises when the source cannot be reached."""
-    if is_url(source):
-        result = subprocess.run(
-            ["git", "ls-remote", "--tags", "--refs", source],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        )
-        if result.returncode != 0:
-            raise TemplateError(
-                f"the template source {source} cannot be reached: {result.stderr.strip()}",
-                hint="check the network and the URL in .copier-answers.yml (_src_path)",
-            )
-        return [line.split("refs/tags/", 1)[1] for line in result.stdout.splitlines() if "refs/tags/" in line]
-    path = Path(source)
-    if not path.is_absolute():
-        raise TemplateError(
-            f"the template source '{source}' in .copier-answers.yml is a relative path, "
-            "which copier cannot resolve",
-            hint="edit _src_path in .copier-answers.yml to the template's absolute path or git URL, "
-            "commit, retry",
-        )
-    if not (path / "copier.yml").is_file():
-        raise TemplateError(
-            f"the template source {source} is not there any more",
-            hint="point _src_path in .copier-answers.yml at the template's current clone or URL, "
-            "commit, retry",
-        )
-    return [line for line in git(path, "tag", "--list").stdout.splitlines() if line]
-
-
-def _is_commitish(repo: Path, ref: str) -> bool:
-    return git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).returncode == 0
-
-
 def preflight(opts: UpdateOptions) -> UpdatePlan:
     """Every check that can fail before anything is touched."""
     project = opts.project_dir
-    if not project.is_dir():
-        raise ProjectError(f"{project} is not a folder", hint="give the folder of a generated stack")
-    answers = load_answers(project)
+    answers = _require_project(project)
     if not is_repo_root(project):
         raise ProjectError(
             f"{project} is not a git repository; updates merge template changes through git",
-            hint=f"cd {project} && git init && git add -A && git commit -m 'Before scaffold update'",
+            hint=f"cd {shlex.quote(str(project))} && git init && git add -A "
+            "&& git commit -m 'Before scaffold update'",
+        )
+    lock = index_lock(project)
+    if lock is not None:
+        raise ProjectError(
+            f"{lock} exists: another git command is working in {project}, or one crashed and left it",
+            hint="wait for the other git command to finish; if none is running, delete it: "
+            f"rm {shlex.quote(str(lock))}",
         )
     dirty = dirty_paths(project)
     if dirty:
@@ -127,128 +95,120 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
         )
     if not answers.src_path:
         raise ProjectError("the answers file has no _src_path (template source)", hint="restore it from git")
-    source = str(answers.src_path)
-    tags = template_tags(source)
-    check_data_keys(opts.data, template_questions(source))
-
-    current = answers.commit
-    target_ref = opts.to_ref
-    if target_ref is None:
-        versions = [(v, tag) for tag in tags if (v := _tag_version(tag)) is not None]
-        target_ref = max(versions)[1] if versions else None
-    elif target_ref not in tags and not is_url(source) and not _is_commitish(Path(source), target_ref):
-        raise UsageError(
-            f"the template has no version '{target_ref}'",
-            hint=f"versions: {', '.join(sorted(tags, key=lambda t: _tag_version(t) or 0)) or 'none'}",
-        )
-    now, then = _tag_version(current), _tag_version(target_ref)
-    if now is not None and then is not None and then < now:
-        raise ProjectError(
-            f"{target_ref} is older than the stack's template version {current}: "
-            "downgrades are not supported",
-            hint="restore an older backup from .scaffold/backups/ instead, or pick a newer --to",
-        )
-
+    source = answers.src_path
+    tags = template_source.template_tags(source)
+    check_data_keys(opts.data, template_source.template_questions(source))
+    target_ref = _target_ref(opts.to_ref, answers.commit, source, tags)
     data = dict(opts.data)
     warnings: list[str] = []
-    if opts.authentik:
-        warnings += _check_authentik(answers.authentik_version, opts.authentik, yes=opts.yes)
-        data["authentik_version"] = opts.authentik
-    return UpdatePlan(answers, source, current, target_ref, data, tuple(warnings))
+    authentik = _authentik_target(opts)
+    if authentik is not None and authentik != answers.authentik_version:
+        warnings += check_upgrade(answers.authentik_version, authentik, yes=opts.yes)
+    if authentik is not None:
+        data["authentik_version"] = authentik
+    return UpdatePlan(answers, source, answers.commit, target_ref, data, tuple(warnings))
 
 
-def _check_authentik(current_text: str, target_text: str, *, yes: bool) -> list[str]:
-    """authentik's upgrade rules: no downgrade, no skipped release line without --yes."""
-    target = parse_version(target_text)
-    current = parse_version(current_text)
-    if target < current:
-        raise ProjectError(
-            f"authentik {target} is older than the running {current}: authentik does not support downgrades",
-            hint="restore the database backup taken before the upgrade if you must go back",
-        )
-    if not is_supported(target):
+def _require_project(project: Path) -> Answers:
+    """The project's answers; refuses a path that is not a generated project (before any lock is made)."""
+    if not project.is_dir():
+        raise ProjectError(f"{project} is not a folder", hint="give the folder of a generated stack")
+    return load_answers(project)
+
+
+def _target_ref(to_ref: str | None, current: str | None, source: str, tags: list[str]) -> str | None:
+    """The template version to update to (default: the newest release); refuses a downgrade."""
+    if to_ref is None:
+        newest = template_source.newest_release(tags)
+        target = newest[0] if newest else None
+    elif to_ref in tags or template_source.has_ref(source, to_ref):
+        target = to_ref
+    else:
         raise UsageError(
-            f"authentik {target} is older than this template supports (2025.12)", hint="pick 2025.12 or newer"
+            f"the template has no version '{to_ref}'",
+            hint=f"versions: {', '.join(template_source.sorted_versions(tags)) or 'none'}",
         )
-    warnings = []
-    skipped = skipped_lines(current, target)
-    if skipped:
-        message = (
-            f"going from {current} to {target} skips the release line(s) {', '.join(skipped)}; authentik's "
-            "upgrade notes say to upgrade through every line in order, to its latest patch"
+    now, _ = template_source.describe_version(current)
+    then = template_source.tag_version(target)
+    if now is not None and then is not None and then < now:
+        raise ProjectError(
+            f"{target} is older than the stack's template version {current}: downgrades are not supported",
+            hint="restore an older backup from .scaffold/backups/ instead, or pick a newer --to",
         )
-        if not yes:
-            raise ProjectError(
-                message,
-                hint=f"upgrade to each skipped line first (e.g. --authentik {skipped[0]}.<latest patch>), "
-                "or pass --yes to accept the risk",
-            )
-        warnings.append(message)
-    if not is_known_line(target):
-        warnings.append(
-            f"{target.year}.{target.month} is newer than the release lines scaffold knows: "
-            "read its release notes"
+    return target
+
+
+def _authentik_target(opts: UpdateOptions) -> str | None:
+    """The authentik release asked for, by `--authentik` or `--data authentik_version` (the same rule)."""
+    asked = {value for value in (opts.authentik, opts.data.get("authentik_version")) if value is not None}
+    if len(asked) > 1:
+        raise UsageError(
+            f"--authentik {opts.authentik} and --data authentik_version={opts.data['authentik_version']} "
+            "disagree",
+            hint="give the authentik release once",
         )
-    return warnings
+    return asked.pop() if asked else None
 
 
 def _backup(layout: ProjectLayout) -> Path:
-    """Copy .env, the answers and every tracked file; 0700 folders, secrets 0600."""
+    """Copy .env, the answers and every tracked file with their modes; secrets 0600.
+
+    Folders in the backup get the modes of the project's folders, so that the restore command
+    (`cp -a`) puts back exactly what was there. The backup lives under `.scaffold/backups/`, which
+    is 0700, so only the owner can reach it.
+    """
     from scaffold.fsutil import new_backup_dir
 
     target = new_backup_dir(layout.backups_dir, label="update")
     names = set(tracked_files(layout.root)) | {".env", ".scaffold/state.json"}
-    for name in sorted(names):
-        source = layout.root / name
-        if not source.is_file() or source.is_symlink():
-            continue
-        destination = target / name
-        destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        shutil.copy2(source, destination)
-        if name == ".env" or name.startswith(".scaffold/"):
-            destination.chmod(0o600)
+    folders: set[str] = set()
+    try:
+        for name in sorted(names):
+            source = layout.root / name
+            if not source.is_file() or source.is_symlink():
+                continue
+            destination = target / name
+            destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folders.update(str(parent) for parent in Path(name).parents)
+            shutil.copy2(source, destination)
+            if name == ".env" or name.startswith(".scaffold/"):
+                destination.chmod(0o600)
+        for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):  # deepest first
+            os.chmod(target / folder, stat.S_IMODE((layout.root / folder).stat().st_mode))
+    except OSError as exc:
+        raise ProjectError(
+            f"cannot back up the project into {target}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else ""),
+            hint="make every file of the project readable by this user, and the disk not full, then retry",
+        ) from None
     return target
 
 
 def restore_command(layout: ProjectLayout, backup: Path) -> str:
-    return f"cd {layout.root} && git reset -q --hard && git clean -qfd && cp -a {backup}/. ."
+    """The shell command that puts the project back as it was when `backup` was taken."""
+    root, files = shlex.quote(str(layout.root)), shlex.quote(f"{backup}/.")
+    return f"cd {root} && git reset -q --hard && git clean -qfd && cp -a {files} ."
+
+
+def _restore(layout: ProjectLayout, backup: Path) -> bool:
+    """Run the restore command; True when it worked."""
+    command = restore_command(layout, backup)
+    return subprocess.run(command, shell=True, capture_output=True, check=False).returncode == 0
 
 
 def _run_copier_update(project: Path, plan: UpdatePlan, conflict: str, *, quiet: bool = False) -> None:
-    import copier
-    from copier.errors import CopierError
+    from scaffold.copierrun import run_update
 
-    try:
-        copier.run_update(
-            str(project),
-            data=plan.data,
-            defaults=True,
-            overwrite=True,
-            unsafe=True,
-            conflict=conflict,
-            vcs_ref=plan.target_ref,
-            skip_answered=True,
-            skip_tasks=True,
-            quiet=quiet,
-        )
-    except ValueError as exc:
-        raise UsageError(f"invalid answer {str(exc).replace('Validation error for question ', '')}") from None
-    except CopierError as exc:
-        raise TemplateError(f"copier update failed: {exc}") from None
-
-
-def _compose_check(project: Path) -> str | None:
-    """`docker compose config` output when it fails; None when fine or Compose is absent."""
-    if shutil.which("docker") is None:
-        return None
-    result = subprocess.run(
-        ["docker", "compose", "config", "--quiet"], cwd=project, capture_output=True, text=True, check=False
+    run_update(
+        project,
+        plan.data,
+        defaults=True,
+        conflict=conflict,
+        vcs_ref=plan.target_ref,
+        skip_answered=True,
+        skip_tasks=True,
+        quiet=quiet,
     )
-    message = (result.stderr or result.stdout).strip()
-    no_plugin = ("is not a docker command", "unknown command: docker compose")
-    if result.returncode == 0 or any(text in message for text in no_plugin):  # no Compose v2: not checked
-        return None
-    return message
 
 
 def run_template_detect(project: Path, *, dry_run: bool = False) -> int:
@@ -261,22 +221,22 @@ def run_template_detect(project: Path, *, dry_run: bool = False) -> int:
     """
     answers = load_answers(project)
     args = ["detect", str(project), *(["--dry-run"] if dry_run else [])]
-    with tempfile.TemporaryDirectory(prefix="scaffold-template.") as tmp:
-        checkout = Path(tmp) / "template"
-        cloned = git(
-            Path(tmp), "clone", "-q", "--no-checkout", str(answers.src_path), str(checkout), check=False
-        )
-        if cloned.returncode == 0 and answers.commit:
-            checked = git(checkout, "checkout", "-q", answers.commit, check=False)
-            if checked.returncode == 0 and (checkout / "scaffold" / "__main__.py").is_file():
-                env = {**os.environ, "PYTHONPATH": str(checkout)}
-                # -P and cwd: neither the current folder nor an installed scaffold may shadow the checkout.
-                command = [sys.executable, "-P", "-m", "scaffold", *args]
-                return subprocess.run(command, env=env, cwd=project, check=False).returncode
+    with template_source.checkout(str(answers.src_path), answers.commit) as checkout:
+        if checkout is not None and (checkout / "scaffold" / "__main__.py").is_file():
+            env = {**os.environ, "PYTHONPATH": str(checkout)}
+            # -P and cwd: neither the current folder nor an installed scaffold may shadow the checkout.
+            command = [sys.executable, "-P", "-m", "scaffold", *args]
+            return subprocess.run(command, env=env, cwd=project, check=False).returncode
     output.status("info", "the template's own code at this version is not available; using this scaffold's")
-    from scaffold.cli import main
+    from scaffold.detect import run_detect_command
 
-    return main(args)
+    return run_detect_command(project, dry_run=dry_run)
+
+
+def _conflicts(project: Path, conflict: str) -> list[str]:
+    if conflict == "inline":
+        return conflicted_files(project)
+    return sorted(str(path.relative_to(project)) for path in project.rglob("*.rej"))
 
 
 def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
@@ -284,18 +244,20 @@ def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
     layout = ProjectLayout(opts.project_dir)
     with tempfile.TemporaryDirectory(prefix="scaffold-dry-run.") as tmp:
         clone = Path(tmp) / opts.project_dir.name
-        git(Path(tmp), "clone", "-q", "--no-hardlinks", str(opts.project_dir), str(clone))
+        git(Path(tmp), "clone", "-q", "--no-hardlinks", "--", str(opts.project_dir), str(clone))
         for name in (".env", ".scaffold/state.json"):
             if (layout.root / name).is_file():
                 (clone / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(layout.root / name, clone / name)
+                try:
+                    shutil.copy2(layout.root / name, clone / name)
+                except OSError as exc:
+                    raise ProjectError(
+                        f"cannot read {layout.root / name}: {exc.strerror or exc}",
+                        hint="run scaffold as the user who owns the project",
+                    ) from None
         _run_copier_update(clone, plan, opts.conflict, quiet=True)
         changed = dirty_paths(clone)
-        conflicts = (
-            conflicted_files(clone)
-            if opts.conflict == "inline"
-            else [p for p in changed if p.endswith(".rej")]
-        )
+        conflicts = _conflicts(clone, opts.conflict)
         target = plan.target_ref or "HEAD"
         output.status(
             "info", f"dry run: {opts.project_dir} is unchanged. The update to {target} would change:"
@@ -310,24 +272,50 @@ def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
 
 
 def run_update_command(opts: UpdateOptions) -> int:
-    plan = preflight(opts)
-    for warning in plan.warnings:
-        output.status("warn", warning)
-    if opts.dry_run:
-        return _dry_run(opts, plan)
-
     layout = ProjectLayout(opts.project_dir)
-    backup = _backup(layout)
-    output.status("ok", f"backup: {backup}")
-    output.say(f"      restore with: {restore_command(layout, backup)}")
+    _require_project(opts.project_dir)
+    with exclusive_lock(layout.update_lock_file, timeout=LOCK_WAIT):
+        plan = preflight(opts)
+        for warning in plan.warnings:
+            output.status("warn", warning)
+        if opts.dry_run:
+            return _dry_run(opts, plan)
+        backup = _backup(layout)
+        output.status("ok", f"backup: {backup}")
+        output.say(f"      restore with: {restore_command(layout, backup)}")
+        attention = _apply_or_restore(opts, plan, layout, backup)
+        return _report(opts, attention)
 
-    _run_copier_update(opts.project_dir, plan, opts.conflict)
-    attention = run_template_detect(opts.project_dir) != 0
-    conflicts = (
-        conflicted_files(opts.project_dir)
-        if opts.conflict == "inline"
-        else sorted(str(path.relative_to(opts.project_dir)) for path in opts.project_dir.rglob("*.rej"))
-    )
+
+def _apply_or_restore(opts: UpdateOptions, plan: UpdatePlan, layout: ProjectLayout, backup: Path) -> bool:
+    """copier update and the detection; on any failure, put the backup back and report that.
+
+    Returns True when the detection found something to fix.
+    """
+    try:
+        _run_copier_update(opts.project_dir, plan, opts.conflict)
+        return run_template_detect(opts.project_dir) != 0
+    except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C or a bug too: never leave a half update
+        restored = _restore(layout, backup)
+        if not isinstance(exc, ScaffoldError):
+            if restored:
+                output.status("info", "the project was put back as it was before the update")
+            raise
+        if not restored:
+            raise ScaffoldError(
+                f"{exc.message}; putting the backup back failed too",
+                hint=f"run the restore command printed above, then: {exc.hint or 'retry'}",
+            ) from None
+        raise type(exc)(
+            f"{exc.message}; the project was put back as it was before the update", hint=exc.hint
+        ) from None
+
+
+def _report(opts: UpdateOptions, attention: bool) -> int:
+    """Conflicts, `docker compose config`, and what to run next; the exit code."""
+    from scaffold.compose import check_config
+
+    conflicts = _conflicts(opts.project_dir, opts.conflict)
     for name in conflicts:
         attention = True
         how = (
@@ -336,10 +324,13 @@ def run_update_command(opts: UpdateOptions) -> int:
             else "apply the rejected hunks by hand, then delete the .rej file"
         )
         output.status("warn", f"conflict in {name}: {how}")
-    compose_error = _compose_check(opts.project_dir) if not conflicts else None
-    if compose_error:
-        attention = True
-        output.status("fail", f"`docker compose config` fails after the update:\n{compose_error}")
+    if not conflicts:
+        compose = check_config(opts.project_dir, timeout=COMPOSE_TIMEOUT)
+        if compose.state == "rejected":
+            attention = True
+            output.status("fail", f"`docker compose config` fails after the update:\n{compose.message}")
+        elif compose.state == "timeout":
+            output.status("warn", f"not checked: {compose.message}")
     output.say(
         "review the changes with `git diff`, then commit them: git add -A && git commit -m 'scaffold update'"
     )

@@ -68,5 +68,5 @@ def add_migration(repo: Path, name: str, version: str, body: str) -> None:
         "    when: \"{{ _stage == 'after' }}\"\n"
         "    command: >-\n"
         "      PYTHONPATH={{ _copier_conf.src_path | quote }} {{ _copier_python | quote }}\n"
-        f"      -m scaffold migrate {name}",
+        f"      -P -m scaffold migrate {name}",
     )

@@ -57,7 +57,10 @@ def snapshot(root: Path) -> dict[str, bytes]:
     files = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if rel.startswith((".git/", ".scaffold/backups", ".scaffold/lock")) or not path.is_file():
+        if (
+            rel.startswith((".git/", ".scaffold/backups", ".scaffold/lock", ".scaffold/update.lock"))
+            or not path.is_file()
+        ):
             continue
         files[rel] = path.read_bytes()
     return files
