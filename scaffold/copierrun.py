@@ -8,6 +8,7 @@ message with a fix, never a traceback.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,10 +44,13 @@ def copier_errors(action: str) -> Iterator[None]:
         ) from None
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
-        raise ProjectError(
-            f"{action} failed: cannot write{where}: {exc.strerror or exc}",
-            hint="run scaffold as the user who owns the project, with write access to every file in it",
-        ) from None
+        hint = (
+            "the filesystem is mounted read-only; remount it read-write and run again"
+            if exc.errno == errno.EROFS
+            else "run scaffold as the user who owns the project, with write access to every file in it"
+        )
+        message = f"{action} failed: cannot write{where}: {exc.strerror or exc}"
+        raise ProjectError(message, hint=hint) from None
 
 
 def run_copy(source: str, dest: Path, data: dict[str, str], **options: Any) -> None:

@@ -38,15 +38,21 @@ def resolve_template(template: str | None) -> str:
     return str(path)
 
 
-def check_data_keys(data: dict[str, str], questions: set[str] | None) -> None:
+def check_data_keys(data: dict[str, str], questions: dict[str, str] | None) -> None:
+    """Refuse a --data key the template does not ask, or a bad number (copier's message names no key)."""
     if questions is None:
         return
-    for key in data:
+    for key, value in data.items():
         if key not in questions:
             close = difflib.get_close_matches(key, sorted(questions), n=1)
             raise UsageError(
                 f"--data {key}=...: the template has no question '{key}'",
                 hint=f"did you mean '{close[0]}'?" if close else f"questions: {', '.join(sorted(questions))}",
+            )
+        if questions[key] == "int" and not value.strip().lstrip("+-").isdigit():
+            raise UsageError(
+                f"invalid answer '{key}': '{value}' is not a whole number",
+                hint=f"give {key} as a number, e.g. --data {key}=587",
             )
 
 

@@ -118,8 +118,8 @@ def has_ref(source: str, ref: str) -> bool:
     return result.returncode == 0
 
 
-def template_questions(source: str) -> set[str] | None:
-    """The question names in a local template's copier.yml (None for a remote template)."""
+def template_questions(source: str) -> dict[str, str] | None:
+    """{question: its copier type} of a local template's copier.yml (None for a remote template)."""
     if is_url(source):
         return None
     from ruamel.yaml import YAML
@@ -132,7 +132,11 @@ def template_questions(source: str) -> set[str] | None:
         raise TemplateError(f"cannot read {path}: {exc}", hint=_FIX_SOURCE) from None
     if not isinstance(data, dict):
         raise TemplateError(f"{path} is not a copier template configuration", hint=_FIX_SOURCE)
-    return {key for key in data if isinstance(key, str) and not key.startswith("_")}
+    return {
+        key: str(spec.get("type", "str")) if isinstance(spec, dict) else "str"
+        for key, spec in data.items()
+        if isinstance(key, str) and not key.startswith("_")
+    }
 
 
 @contextmanager

@@ -78,6 +78,12 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
             hint=f"cd {shlex.quote(str(project))} && git init && git add -A "
             "&& git commit -m 'Before scaffold update'",
         )
+    env_file = ProjectLayout(project).env_file
+    if env_file.exists() and not env_file.is_file():
+        raise ProjectError(
+            f"{env_file} is not a file: the update could not bring it up to date",
+            hint="move it out of the way, put your .env back (from .scaffold/backups/ if need be), run again",
+        )
     lock = index_lock(project)
     if lock is not None:
         raise ProjectError(
@@ -191,9 +197,24 @@ def restore_command(layout: ProjectLayout, backup: Path) -> str:
 
 
 def _restore(layout: ProjectLayout, backup: Path) -> bool:
-    """Run the restore command; True when it worked."""
+    """Put the project back as it was; True when it is (or never stopped being) as it was."""
+    if _unchanged(layout, backup):
+        return True
     command = restore_command(layout, backup)
     return subprocess.run(command, shell=True, capture_output=True, check=False).returncode == 0
+
+
+def _unchanged(layout: ProjectLayout, backup: Path) -> bool:
+    """True when the failed update wrote nothing: a clean work tree and the same .env."""
+    try:
+        if dirty_paths(layout.root):
+            return False
+        saved, current = backup / ".env", layout.env_file
+        if saved.exists() != current.exists():
+            return False
+        return not saved.exists() or saved.read_bytes() == current.read_bytes()
+    except (ScaffoldError, OSError):
+        return False
 
 
 def _run_copier_update(project: Path, plan: UpdatePlan, conflict: str, *, quiet: bool = False) -> None:
@@ -299,16 +320,14 @@ def _apply_or_restore(opts: UpdateOptions, plan: UpdatePlan, layout: ProjectLayo
         restored = _restore(layout, backup)
         if not isinstance(exc, ScaffoldError):
             if restored:
-                output.status("info", "the project was put back as it was before the update")
+                output.status("info", "the project is as it was before the update")
             raise
         if not restored:
             raise ScaffoldError(
                 f"{exc.message}; putting the backup back failed too",
                 hint=f"run the restore command printed above, then: {exc.hint or 'retry'}",
             ) from None
-        raise type(exc)(
-            f"{exc.message}; the project was put back as it was before the update", hint=exc.hint
-        ) from None
+        raise type(exc)(f"{exc.message}; the project is as it was before the update", hint=exc.hint) from None
 
 
 def _report(opts: UpdateOptions, attention: bool) -> int:
