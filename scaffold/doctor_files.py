@@ -6,9 +6,7 @@ These need neither the network nor a running stack, so they run first and always
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -162,17 +160,14 @@ def check_env_syntax(ctx: Context) -> Outcome:
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
-    if shutil.which("git") is None:
+    """git's answer, or None when git is missing or does not answer in time."""
+    from scaffold.errors import GitError
+    from scaffold.gitutil import git
+
+    try:
+        return git(root, *args, check=False, timeout=10)
+    except GitError:
         return None
-    return subprocess.run(
-        ["git", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-    )
 
 
 def _secret_names(ctx: Context) -> dict[str, str]:
@@ -207,7 +202,7 @@ def check_secrets_untracked(ctx: Context) -> Outcome:
         return blocked
     listing = _git(ctx.root, "ls-files", "-z", "--cached", "--", ".")
     if listing is None:
-        return skip("not checked: git is not installed")
+        return skip("not checked: git is not installed or did not answer")
     if listing.returncode != 0 and "dubious ownership" in listing.stderr:
         return skip(
             "not checked: git refuses this repository because another user owns it",
