@@ -72,6 +72,25 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
     """Every check that can fail before anything is touched."""
     project = opts.project_dir
     answers = _require_project(project)
+    _check_work_tree(project)
+    if not answers.src_path:
+        raise ProjectError("the answers file has no _src_path (template source)", hint="restore it from git")
+    source = answers.src_path
+    tags = template_source.template_tags(source)
+    check_data_keys(opts.data, template_source.template_questions(source))
+    target_ref = _target_ref(opts.to_ref, answers.commit, source, tags)
+    data = dict(opts.data)
+    warnings: list[str] = []
+    authentik = _authentik_target(opts)
+    if authentik is not None and authentik != answers.authentik_version:
+        warnings += check_upgrade(answers.authentik_version, authentik, yes=opts.yes)
+    if authentik is not None:
+        data["authentik_version"] = authentik
+    return UpdatePlan(answers, source, answers.commit, target_ref, data, tuple(warnings))
+
+
+def _check_work_tree(project: Path) -> None:
+    """A git work tree copier can merge into: a repository, committed, no other git at work, a .env file."""
     if not is_repo_root(project):
         raise ProjectError(
             f"{project} is not a git repository; updates merge template changes through git",
@@ -99,20 +118,6 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
             hint="commit them (`git add -A && git commit -m 'My changes'`) or stash them "
             "(`git stash -u`), then retry",
         )
-    if not answers.src_path:
-        raise ProjectError("the answers file has no _src_path (template source)", hint="restore it from git")
-    source = answers.src_path
-    tags = template_source.template_tags(source)
-    check_data_keys(opts.data, template_source.template_questions(source))
-    target_ref = _target_ref(opts.to_ref, answers.commit, source, tags)
-    data = dict(opts.data)
-    warnings: list[str] = []
-    authentik = _authentik_target(opts)
-    if authentik is not None and authentik != answers.authentik_version:
-        warnings += check_upgrade(answers.authentik_version, authentik, yes=opts.yes)
-    if authentik is not None:
-        data["authentik_version"] = authentik
-    return UpdatePlan(answers, source, answers.commit, target_ref, data, tuple(warnings))
 
 
 def _require_project(project: Path) -> Answers:

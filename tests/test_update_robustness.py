@@ -113,7 +113,7 @@ def test_authentik_and_data_that_disagree_are_refused(project: Path, capsys) -> 
 
 def test_two_concurrent_updates_never_mix(project: Path) -> None:
     """Both start at once: one updates, the other is refused with a message; no .rej, no traceback."""
-    before = {name for name in snapshot(project)}
+    before = set(snapshot(project))
     children = [
         subprocess.Popen(
             [sys.executable, "-P", "-m", "scaffold", "update", str(project)],
