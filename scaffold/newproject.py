@@ -17,6 +17,8 @@ from scaffold.gitutil import commit_all, git, tracked_files
 from scaffold.template_source import is_url, template_questions
 
 THIS_CHECKOUT = Path(__file__).resolve().parents[1]
+#: The words copier reads as a yes/no answer.
+BOOL_WORDS = frozenset({"true", "false", "yes", "no", "y", "n", "t", "f", "on", "off", "1", "0"})
 
 
 def resolve_template(template: str | None) -> str:
@@ -39,7 +41,10 @@ def resolve_template(template: str | None) -> str:
 
 
 def check_data_keys(data: dict[str, str], questions: dict[str, str] | None) -> None:
-    """Refuse a --data key the template does not ask, or a bad number (copier's message names no key)."""
+    """Refuse a --data key the template does not ask, or a value its type cannot take.
+
+    copier's own message for a bad number names no question, and it reads any word as a true bool.
+    """
     if questions is None:
         return
     for key, value in data.items():
@@ -53,6 +58,11 @@ def check_data_keys(data: dict[str, str], questions: dict[str, str] | None) -> N
             raise UsageError(
                 f"invalid answer '{key}': '{value}' is not a whole number",
                 hint=f"give {key} as a number, e.g. --data {key}=587",
+            )
+        if questions[key] == "bool" and value.strip().lower() not in BOOL_WORDS:
+            raise UsageError(  # copier would take any other word as true
+                f"invalid answer '{key}': '{value}' is not true or false",
+                hint=f"give --data {key}=true or --data {key}=false",
             )
 
 

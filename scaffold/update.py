@@ -170,10 +170,11 @@ def _backup(layout: ProjectLayout) -> Path:
     """
     from scaffold.fsutil import new_backup_dir
 
-    target = new_backup_dir(layout.backups_dir, label="update")
     names = set(tracked_files(layout.root)) | {".env", ".scaffold/state.json"}
     folders: set[str] = set()
+    target = layout.backups_dir
     try:
+        target = new_backup_dir(layout.backups_dir, label="update")
         for name in sorted(names):
             source = layout.root / name
             if not source.is_file() or source.is_symlink():
@@ -190,7 +191,8 @@ def _backup(layout: ProjectLayout) -> Path:
         raise ProjectError(
             f"cannot back up the project into {target}: {exc.strerror or exc}"
             + (f" ({exc.filename})" if exc.filename else ""),
-            hint="make every file of the project readable by this user, and the disk not full, then retry",
+            hint="check that .scaffold/backups is a folder this user can write, that every file of the "
+            "project is readable, and that the disk is not full; then retry",
         ) from None
     return target
 

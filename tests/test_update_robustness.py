@@ -351,6 +351,7 @@ def test_missing_git_is_a_message(project: Path) -> None:
         (["detect", "{missing}"], ("not found",)),
         (["update", "{project}", "--to", "v9.9.9"], ("has no version 'v9.9.9'",)),
         (["update", "{project}", "--data", "smtp_port=abc"], ("smtp_port",)),
+        (["update", "{project}", "--data", "enable_ipv6=perhaps"], ("'perhaps' is not true or false",)),
         (["update", "{project}", "--data", "domain=Bad Domain"], ("domain",)),
         (["update", "{project}", "--authentik", "latest"], ("not an authentik release",)),
         (["new", "{project}", "--defaults", "--data", "domain=sso.example.test"], ("already exists",)),
