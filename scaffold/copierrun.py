@@ -31,6 +31,11 @@ def copier_errors(action: str) -> Iterator[None]:
     except CopierError as exc:  # before ValueError: some of copier's own errors are ValueErrors too
         raise TemplateError(f"{action} failed: {exc}") from None
     except ValueError as exc:  # copier raises the question validators' messages as ValueError
+        if str(exc).startswith("Unknown revision"):
+            raise UsageError(
+                f"{action} failed: the template has no version {str(exc).split(':', 1)[1].strip()}",
+                hint="give a tag the template has (`git tag --list` in its clone)",
+            ) from None
         raise UsageError(
             f"invalid answer {str(exc).replace(_VALIDATION_PREFIX, '')}",
             hint="correct that --data value and run the command again",
@@ -38,10 +43,14 @@ def copier_errors(action: str) -> Iterator[None]:
     except ProcessExecutionError as exc:
         argv = [str(part) for part in exc.argv[:3]]
         command = " ".join([Path(argv[0]).name, *argv[1:]]) if argv else "git"
-        raise TemplateError(
-            f"{action} failed: `{command}` said: {last_line(str(exc.stderr))}",
-            hint="check `git status` in the project; another git or scaffold run may have been working on it",
-        ) from None
+        remote = any(word in command for word in ("ls-remote", "clone", "fetch"))
+        hint = (
+            "check the network and the template's URL"
+            if remote
+            else "check `git status` in the project; another git or scaffold run may have been working on it"
+        )
+        message = f"{action} failed: `{command}` said: {last_line(str(exc.stderr))}"
+        raise TemplateError(message, hint=hint) from None
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         hint = (

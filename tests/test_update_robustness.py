@@ -356,6 +356,7 @@ def test_missing_git_is_a_message(project: Path) -> None:
         (["update", "{project}", "--authentik", "latest"], ("not an authentik release",)),
         (["new", "{project}", "--defaults", "--data", "domain=sso.example.test"], ("already exists",)),
         (["new", "{fresh}", "--template", "{missing}", "--defaults"], ("not a template",)),
+        (["new", "{fresh}", "--template", "{template}", "--vcs-ref", "nope"], ("has no version 'nope'",)),
     ],
 )
 def test_bad_command_line_gives_a_message_not_a_traceback(
@@ -367,6 +368,7 @@ def test_bad_command_line_gives_a_message_not_a_traceback(
         "file": str(tmp_path / "a-file"),
         "project": str(project),
         "fresh": str(tmp_path / "fresh"),
+        "template": str(template_of(project)),
     }
     before = snapshot(project)
     code = main([part.format(**places) for part in argv])
