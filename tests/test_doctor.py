@@ -386,12 +386,16 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 SECRETS = {envkeys.PG_PASS: "pg-" + "p" * 45, envkeys.SECRET_KEY: "sk-" + "s" * 77}
 
 
+#: 10.203.7.0/28 without its gateway 10.203.7.1 (Docker's default: the first host).
+GOOD_CIDRS = "10.203.7.0/32,10.203.7.2/31,10.203.7.4/30,10.203.7.8/29"
+
+
 def env_text(**overrides: str | None) -> str:
     values: dict[str, str | None] = {
         **SECRETS,
         envkeys.TAG: "2026.8.7",
         envkeys.PROXY_SUBNET: "10.203.7.0/28",
-        envkeys.TRUSTED_CIDRS: "10.203.7.0/28",
+        envkeys.TRUSTED_CIDRS: GOOD_CIDRS,
         **overrides,
     }
     return "".join(f"{key}={value}\n" for key, value in values.items() if value is not None)
@@ -461,6 +465,7 @@ def test_missing_env(project: Path) -> None:
         ({envkeys.TAG: "latest"}, "versions.authentik-supported", "not a YEAR.MONTH.PATCH release"),
         ({envkeys.TRUSTED_CIDRS: "10.203.7.0/28,bogus"}, "trust.cidrs-format", "skips bogus"),
         ({envkeys.TRUSTED_CIDRS: "10.0.0.0/8"}, "trust.cidrs-not-broad", "10.0.0.0/8 (all of the private"),
+        ({envkeys.TRUSTED_CIDRS: "10.203.7.0/28"}, "trust.cidrs-not-broad", "gateway 10.203.7.1, which is"),
         ({envkeys.PROXY_SUBNET: None}, "files.env-keys", "lacks PROXY_SUBNET"),
     ],
 )
@@ -485,7 +490,7 @@ def test_json_cidrs_fail_with_the_exact_line_to_write(project: Path) -> None:
     results = run_checks(project)
     fmt = results["trust.cidrs-format"]
     assert fmt.status == "fail" and "JSON" in fmt.message
-    assert "`AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS=10.203.7.0/28`" in (fmt.fix or "")
+    assert f"`AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS={GOOD_CIDRS}`" in (fmt.fix or "")
     assert results["trust.cidrs-cover-network"].status == "skip"
 
 

@@ -36,6 +36,9 @@ from cryptography.x509.oid import NameOID
 from stack import DOMAIN, Stack, running_stack, unique_name
 from stack import docker as docker_cli
 
+from scaffold.dockerapi import DockerNetwork
+from scaffold.subnets import gateway_of, trusted_ranges
+
 pytestmark = pytest.mark.docker
 
 WSCLIENT = Path(__file__).parent / "standins" / "wsclient.py"
@@ -240,7 +243,7 @@ def curl(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedPr
     return stack.client("curl", "-sS", "--max-time", "10", *args, check=check)
 
 
-def trusted_cidrs(stack: Stack) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def trusted_networks(stack: Stack) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     value = stack.env().get("AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS") or ""
     return [ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip()]
 
@@ -498,7 +501,7 @@ def test_authentik_sees_client_host_scheme_and_trusted_proxy(
         f"nginx ({seen['peer']}) is not a trusted proxy for authentik: {seen}"
     )
     assert seen["path"] == "/api/v3/root/config/?probe=1", seen
-    assert not in_any(client_ip, trusted_cidrs(stack)), "the client must be outside the trusted subnet"
+    assert not in_any(client_ip, trusted_networks(stack)), "the client must be outside the trusted subnet"
     # A browser that leaves the port out (port 443 in its URL) still yields the public host.
     bare = echo(stack, nginx_ip, "/bare-host")
     assert bare["host"] == e2e.expected_upstream_host, bare
@@ -587,17 +590,17 @@ def test_plain_requests_reuse_upstream_connections(stack: Stack, nginx_ip: str) 
 
 def test_proxy_network_is_trusted_and_backend_is_isolated(stack: Stack, client_ip: str) -> None:
     env = stack.env()
-    cidrs = trusted_cidrs(stack)
+    cidrs = trusted_networks(stack)
     assert cidrs, f"AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS is empty in .env: {env}"
     proxy = stack.network_name("proxy")
     backend = stack.network_name("backend")
     nginx_on_proxy = stack.nginx_address("proxy")
     assert in_any(nginx_on_proxy, cidrs), f"nginx's proxy address {nginx_on_proxy} is outside {cidrs}"
-    subnets = [
-        c["Subnet"] for c in json.loads(docker_cli("network", "inspect", proxy).stdout)[0]["IPAM"]["Config"]
-    ]
+    network = proxy_network(stack)
+    subnets = [str(s) for s in network.subnets]
     assert env.get("PROXY_SUBNET") in subnets, f".env PROXY_SUBNET={env.get('PROXY_SUBNET')} vs {subnets}"
-    assert all(str(c) in subnets for c in cidrs), f"trusted CIDRs {cidrs} are not the proxy subnets {subnets}"
+    expected = trusted_ranges(network.subnets, network.gateways)
+    assert cidrs == expected, f"trusted CIDRs {cidrs} are not the proxy subnets {subnets} without gateways"
 
     server = stack.inspect("server")
     assert proxy in server["NetworkSettings"]["Networks"], f"server is not on {proxy}"
@@ -633,6 +636,51 @@ def test_proxy_network_is_trusted_and_backend_is_isolated(stack: Stack, client_i
         f"the server cannot reach PostgreSQL at {pg_ip}:5432: {from_server}"
     )
     assert pg_ip in from_server.get("resolves_to", []), from_server
+
+
+def proxy_network(stack: Stack) -> DockerNetwork:
+    """The proxy network as Docker reports it (subnets, and gateways where Docker names them)."""
+    return DockerNetwork.from_api(
+        json.loads(docker_cli("network", "inspect", stack.network_name("proxy")).stdout)[0]
+    )
+
+
+# From the Docker host's network namespace (`docker run --network host`, as Home Assistant runs):
+# a plain HTTP request straight to authentik's address on the proxy network, with forged headers.
+HOST_REQUEST = r"""
+import json, sys, urllib.request
+request = urllib.request.Request(f"http://{sys.argv[1]}:9000/from-the-docker-host", headers={
+    "Host": sys.argv[2], "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"})
+print(urllib.request.urlopen(request, timeout=10).read().decode())
+"""
+
+
+def test_docker_host_is_not_a_trusted_proxy_but_nginx_is(e2e: Bringup, nginx_ip: str, client_ip: str) -> None:
+    """The proxy network's gateway is the Docker host: whatever runs there (every `network_mode:
+    host` container too) reaches authentik from the gateway address and must not be believed."""
+    stack = e2e.stack
+    network = proxy_network(stack)
+    gateway = str(gateway_of(network.subnets[0], network.gateways))
+    server = stack.inspect("server")["NetworkSettings"]["Networks"][stack.network_name("proxy")]
+    name = f"{stack.project}-hostnet-{unique_name('h')}"
+    try:
+        result = docker_cli(
+            "run", "--rm", "--name", name, "--network", "host", "--entrypoint", "python3",
+            stack.images.client, "-c", HOST_REQUEST, server["IPAddress"], e2e.public_host, timeout=60,
+        )  # fmt: skip
+    finally:
+        docker_cli("rm", "-f", name, check=False)
+    seen = json.loads(result.stdout)
+    assert seen["peer"] == gateway, f"expected the request from the gateway {gateway}: {seen}"
+    assert seen["trusted_peer"] is False, f"authentik trusts the Docker host ({gateway}): {seen}"
+    assert seen["client_ip"] == gateway, f"the Docker host chose the client address {seen['client_ip']}"
+    assert seen["scheme"] == "http", f"the Docker host chose the scheme {seen['scheme']!r}"
+    # nginx, on the same network, is still believed.
+    through_nginx = echo(
+        stack, nginx_ip, "/through-nginx", "X-Forwarded-For: 203.0.113.7", host=e2e.public_host
+    )
+    assert through_nginx["trusted_peer"] is True, through_nginx
+    assert through_nginx["client_ip"] == client_ip, through_nginx
 
 
 def test_only_nginx_publishes_host_ports(stack: Stack) -> None:
