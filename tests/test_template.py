@@ -246,7 +246,11 @@ def _self_signed(directory: Path) -> None:
 
 @pytest.mark.docker
 def test_nginx_accepts_the_generated_configuration(rendered, standin_images):
-    """`nginx -t` in a real nginx, with the stack's mounts and a certificate where certbot puts it."""
+    """`nginx -t` in a real nginx, with the stack's mounts and a certificate where certbot puts it.
+
+    Through the image's entrypoint, as the stack starts nginx: its entrypoint.d scripts choose the
+    certificate nginx reads (snippets/tls.conf).
+    """
     name, project = rendered
     letsencrypt = project / "letsencrypt"
     _self_signed(letsencrypt / "scaffold" / "placeholder")
@@ -257,6 +261,10 @@ def test_nginx_accepts_the_generated_configuration(rendered, standin_images):
         ("nginx/snippets", "/etc/nginx/snippets"),
         ("nginx/custom", "/etc/nginx/custom"),
         ("letsencrypt", "/etc/letsencrypt"),
+        *(
+            (f"nginx/entrypoint.d/{script}", f"/docker-entrypoint.d/{script}")
+            for script in ("40-scaffold-wait-for-certificate.sh", "50-scaffold-reload-on-renewal.sh")
+        ),
     ):
         mounts += ["-v", f"{project / local}:{inside}:ro"]
     network = []

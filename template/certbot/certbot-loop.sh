@@ -32,11 +32,11 @@ $HELPER placeholder || exit 1
 
 obtain() {
     $HELPER wait-for-webroot || log "nginx does not serve the webroot yet; trying anyway"
-    # --force-renewal only when the existing certificate came from another CA
-    # (e.g. after switching from letsencrypt-staging to letsencrypt).
+    # --force-renewal only when the existing lineage must go: it came from another CA (e.g. after
+    # switching from letsencrypt-staging to letsencrypt), or its files are unusable (the helper
+    # says why). Without it certbot would keep, or fail to read, what is on disk.
     extra=""
-    if $HELPER needs-new-ca; then
-        log "the certificate on disk comes from another ACME server: replacing it"
+    if $HELPER must-replace; then
         extra="--force-renewal --break-my-certs"
     fi
     # shellcheck disable=SC2086
