@@ -141,16 +141,27 @@ def test_broken_placeholder_is_made_again(letsencrypt: Path) -> None:
     assert again.returncode == 0 and again.stdout == "", again.stdout
 
 
-def test_broken_lineage_is_replaced_and_an_expired_one_renewed(letsencrypt: Path) -> None:
+def test_broken_lineage_is_set_aside_and_an_expired_one_renewed(letsencrypt: Path) -> None:
+    """certbot cannot renew a lineage whose key does not parse: it is moved aside, not renewed."""
     lineage = letsencrypt / "live" / DOMAIN
-    write_pair(lineage, "garbage\n", "garbage\n")
-    assert helper(letsencrypt, "has-certificate").returncode == 1
-    replace = helper(letsencrypt, "must-replace")
-    assert replace.returncode == 0 and "is unusable (fullchain.pem holds no certificate" in replace.stdout
     chain, key = good_pair(not_before=NOW - dt.timedelta(days=90), not_after=NOW - dt.timedelta(days=1))
     write_pair(lineage, chain, key)
     assert helper(letsencrypt, "has-certificate").returncode == 0  # `certbot renew` handles dates
-    assert helper(letsencrypt, "must-replace").returncode == 1
+    assert helper(letsencrypt, "set-aside-unusable").stdout == ""
+    assert lineage.exists()
+
+    write_pair(lineage, "garbage\n", "garbage\n")
+    (letsencrypt / "scaffold" / "current").unlink()
+    (letsencrypt / "scaffold" / "current").symlink_to(f"../live/{DOMAIN}")
+    assert helper(letsencrypt, "has-certificate").returncode == 1
+    result = helper(letsencrypt, "set-aside-unusable")
+    assert result.returncode == 0
+    assert "is unusable (fullchain.pem holds no certificate that parses): moved it to" in result.stdout
+    assert not lineage.exists() and not (letsencrypt / "renewal" / f"{DOMAIN}.conf").exists()
+    (aside,) = (letsencrypt / "scaffold" / "set-aside").iterdir()
+    assert (aside / "live" / "fullchain.pem").read_text() == "garbage\n"
+    assert (aside / "renewal.conf").exists()
+    assert state(letsencrypt)[0] == "placeholder", "current was left pointing at the moved lineage"
 
 
 def test_files_a_user_can_break_give_a_message_not_a_traceback(letsencrypt: Path) -> None:

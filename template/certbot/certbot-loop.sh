@@ -32,11 +32,13 @@ $HELPER placeholder || exit 1
 
 obtain() {
     $HELPER wait-for-webroot || log "nginx does not serve the webroot yet; trying anyway"
-    # --force-renewal only when the existing lineage must go: it came from another CA (e.g. after
-    # switching from letsencrypt-staging to letsencrypt), or its files are unusable (the helper
-    # says why). Without it certbot would keep, or fail to read, what is on disk.
+    # A lineage whose files are unusable (the helper says why) cannot be renewed: out of the way.
+    $HELPER set-aside-unusable
+    # --force-renewal only when the existing certificate came from another CA
+    # (e.g. after switching from letsencrypt-staging to letsencrypt).
     extra=""
-    if $HELPER must-replace; then
+    if $HELPER needs-new-ca; then
+        log "the certificate on disk comes from another ACME server: replacing it"
         extra="--force-renewal --break-my-certs"
     fi
     # shellcheck disable=SC2086

@@ -13,8 +13,9 @@ because certbot wrote them once: a lineage can be truncated, edited or copied in
 Commands:
   placeholder        make the placeholder (if needed) and make sure `current` points somewhere
   wait-for-webroot   wait until nginx serves a test file from the ACME webroot
-  must-replace       exit 0 when the lineage on disk comes from another ACME server, or is unusable
-                     for another reason than its dates (`certbot renew` handles those)
+  needs-new-ca       exit 0 when the certificate on disk comes from another ACME server
+  set-aside-unusable move a lineage certbot cannot renew (files that do not parse, match or name
+                     $DOMAIN) to scaffold/set-aside/, so that certbot requests a new certificate
   has-certificate    exit 0 when a usable certificate from $ACME_SERVER exists for $DOMAIN
   activate           (certbot's deploy hook) point `current` at $RENEWED_LINEAGE if usable, signal nginx
   activate-existing  point `current` at the existing lineage if it does not already and it is usable
@@ -66,8 +67,11 @@ def name_matches(pattern: str, name: str) -> bool:
     return pattern.startswith("*.") and bool(head) and rest == pattern[2:]
 
 
-def pair_problem(directory: Path, name: str, now: dt.datetime | None = None) -> str | None:
-    """Why the fullchain.pem/privkey.pem pair in `directory` must not be served for `name`; None if usable."""
+def pair_problem(directory: Path, name: str, *, check_dates: bool = True) -> str | None:
+    """Why the fullchain.pem/privkey.pem pair in `directory` must not be served for `name`; None if usable.
+
+    `check_dates=False` asks only whether certbot can still renew the lineage (it renews expired ones).
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -95,7 +99,9 @@ def pair_problem(directory: Path, name: str, now: dt.datetime | None = None) -> 
         names = []
     if not any(name_matches(pattern, name) for pattern in names):
         return f"the certificate is for {', '.join(names) or 'no DNS name'}, not {name}"
-    now = now or dt.datetime.now(dt.timezone.utc)  # noqa: UP017 (runs on the certbot image's Python)
+    if not check_dates:
+        return None
+    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 (runs on the certbot image's Python)
     if now < leaf.not_valid_before_utc:
         return f"the certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
     if now >= leaf.not_valid_after_utc:
@@ -234,28 +240,46 @@ def cmd_wait_for_webroot() -> int:
 
 
 def cmd_has_certificate() -> int:
-    """A lineage `certbot renew` can work with: from this CA, and its files parse (renew checks dates)."""
+    """A lineage `certbot renew` can work with: from this CA, its files usable but for their dates."""
     name = domain()
     if not has_lineage(name) or lineage_server(name) != os.environ["ACME_SERVER"]:
         return 1
-    problem = pair_problem(lineage_dir(name), name)
-    return 1 if problem is not None and "expired" not in problem and "not valid before" not in problem else 0
+    return 1 if pair_problem(lineage_dir(name), name, check_dates=False) else 0
 
 
-def cmd_must_replace() -> int:
-    """Exit 0 (and say why) when `certbot certonly` must replace the lineage on disk, not keep it."""
+def cmd_needs_new_ca() -> int:
+    name = domain()
+    server = lineage_server(name)
+    return 0 if has_lineage(name) and server is not None and server != os.environ["ACME_SERVER"] else 1
+
+
+def cmd_set_aside_unusable() -> int:
+    """Move a lineage whose files do not parse, match or name the domain out of certbot's way.
+
+    certbot cannot renew it (it reads the old key, and fails), nor request a new one under the same
+    name while it exists. Kept, not deleted, under scaffold/set-aside/ for whoever wants to know how
+    it got there.
+    """
     name = domain()
     if not has_lineage(name):
-        return 1
-    server = lineage_server(name)
-    if server is not None and server != os.environ["ACME_SERVER"]:
-        log(f"the certificate on disk comes from another ACME server ({server}): replacing it")
         return 0
-    problem = pair_problem(lineage_dir(name), name)
-    if problem is not None and "expired" not in problem and "not valid before" not in problem:
-        log(f"certbot's lineage {lineage_dir(name)} is unusable ({problem}): replacing it")
+    problem = pair_problem(lineage_dir(name), name, check_dates=False)
+    if problem is None:
         return 0
-    return 1
+    if CURRENT.is_symlink() and os.readlink(CURRENT) == f"../live/{name}":
+        cmd_placeholder()  # points nginx away from it first
+    aside = STATE / "set-aside" / f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    aside.mkdir(parents=True, exist_ok=True)
+    moves = (
+        (lineage_dir(name), "live"),
+        (LETSENCRYPT / "archive" / name, "archive"),
+        (LETSENCRYPT / "renewal" / f"{name}.conf", "renewal.conf"),
+    )
+    for source, target in moves:
+        if source.exists() or source.is_symlink():
+            os.replace(source, aside / target)
+    log(f"certbot's lineage for {name} is unusable ({problem}): moved it to {aside}; requesting a new one")
+    return 0
 
 
 def cmd_activate() -> int:
@@ -281,7 +305,8 @@ COMMANDS = {
     "placeholder": cmd_placeholder,
     "wait-for-webroot": cmd_wait_for_webroot,
     "has-certificate": cmd_has_certificate,
-    "must-replace": cmd_must_replace,
+    "needs-new-ca": cmd_needs_new_ca,
+    "set-aside-unusable": cmd_set_aside_unusable,
     "activate": cmd_activate,
     "activate-existing": cmd_activate_existing,
 }
