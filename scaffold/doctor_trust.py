@@ -176,6 +176,9 @@ def check_cidrs_format(ctx: Context) -> Outcome:
         )
     if not networks:
         return fail(f"{KEY} holds no network", _set_fix(ctx, _good_value(ctx)))
+    subnets = proxy_subnets(ctx)
+    if subnets is not None and networks == subnets.ranges:  # an IPv6 /64 alone is 64 CIDRs
+        return ok(f"authentik reads {KEY} as {subnets.describe()}: {len(networks)} CIDRs")
     return ok(f"authentik reads {KEY} as {', '.join(str(n) for n in networks)}")
 
 
