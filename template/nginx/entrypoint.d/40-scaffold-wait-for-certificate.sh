@@ -8,8 +8,8 @@
 # provides a certificate it checked. At first start certbot creates both within a second: wait
 # for them here instead of letting nginx fail and restart in a loop.
 #
-# Relies only on what the official nginx images contain: POSIX sh, mktemp, ln, readlink, sed, and
-# nginx itself. The pair is tried with `nginx -t` on a one-server configuration: that is what
+# Relies only on what the official nginx images contain: POSIX sh, mkdir, mktemp, ln, readlink,
+# sed, rm, and nginx itself (`-e`, nginx >= 1.19.5). The pair is tried with `nginx -t` on a one-server configuration: that is what
 # nginx checks at start (the chain and the key parse, the key matches the certificate). Names and
 # dates are checked by certbot's helper (certbot/scaffold_certbot.py) before it switches `current`:
 # the nginx images have no openssl command, and nginx starts with an expired certificate anyway.
@@ -19,7 +19,9 @@
 set -eu
 
 state=/etc/letsencrypt/scaffold
-served=/var/cache/nginx/scaffold/served
+# nginx's cache folder: writable in every nginx image, and the tmpfs of a read-only container.
+work_root=/var/cache/nginx/scaffold
+served=$work_root/served
 limit=${SCAFFOLD_CERT_WAIT_SECONDS:-120}
 case $limit in
 '' | *[!0-9]*)
@@ -35,7 +37,11 @@ pair_problem() {
         echo "fullchain.pem or privkey.pem is missing or empty"
         return 1
     fi
-    work=$(mktemp -d)
+    mkdir -p "$work_root"
+    work=$(mktemp -d "$work_root/check.XXXXXX") || {
+        echo "cannot create a folder in $work_root to test the certificate"
+        return 1
+    }
     cat >"$work/nginx.conf" <<EOF
 pid $work/nginx.pid;
 events {}
@@ -58,7 +64,7 @@ EOF
 }
 
 serve() {
-    mkdir -p "${served%/*}"
+    mkdir -p "$work_root"
     ln -sfn "$1" "$served"
 }
 
