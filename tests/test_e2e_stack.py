@@ -2,8 +2,9 @@
 
 The module brings the stack up once (module-scoped fixture) and the tests run against it in file
 order: start-up and certificates, HTTP and ACME on port 80, what authentik sees through nginx,
-spoofed headers, WebSockets and upstream keepalive, network isolation, a forced renewal under load,
-a certbot restart, gixy and sslyze on what nginx actually runs, and last a restart of the whole stack.
+spoofed headers, WebSockets and upstream keepalive, network isolation (the Docker host is no trusted
+proxy), a forced renewal under load, a certbot restart, a certificate nginx cannot load (placeholder,
+then repaired), gixy and sslyze on what nginx actually runs, and last a restart of the whole stack.
 
 Clients run in the stand-in client image, attached only to the test-only `client` network (outside
 the trusted proxy subnet); the scripts they run are plain stdlib Python (`python3 -c`), because the
@@ -794,6 +795,81 @@ def test_certbot_restart_requests_no_new_certificate(stack: Stack) -> None:
     stack.wait_healthy(("certbot",), timeout=60)
 
 
+# --------------------------------------------------------------------------- 8b. a certificate nobody checked
+
+
+def test_unloadable_certificate_falls_back_to_the_placeholder_and_certbot_repairs_it(stack: Stack) -> None:
+    """Garbage in live/<domain>/{fullchain,privkey}.pem (certbot's renewal file stays), `current`
+    pointing at it. nginx restarted: it must start with the placeholder and say why, port 80 stays up
+    so HTTP-01 works, doctor names the reason; a certbot restart replaces the lineage and nginx
+    reloads to the new certificate. (Before: nginx looped on "cannot load certificate".) Runs before the
+    whole-stack restart, which restarts pebble too and so forgets certbot's ACME account."""
+    from polling import wait_for
+
+    from scaffold.doctor import run_doctor
+
+    live = stack.dir / "letsencrypt" / "live" / DOMAIN
+    assert os.readlink(stack.dir / "letsencrypt" / "scaffold" / "current") == f"../live/{DOMAIN}"
+    old_serial = served_certificate(stack).serial_number
+    for name in ("fullchain.pem", "privkey.pem"):
+        (live / name).write_text("garbage\n")  # through certbot's links, into its archive
+    assert (stack.dir / "letsencrypt" / "renewal" / f"{DOMAIN}.conf").exists()
+    nginx_logs_before = stack.logs("nginx")
+
+    def context() -> str:
+        return stack.compose("logs", "--tail", "40", "nginx", "certbot").stdout
+
+    stack.compose("restart", "nginx")
+
+    def served_placeholder(want: bool) -> x509.Certificate | None:
+        cert = served_certificate(stack)
+        return cert if (common_name(cert.subject) == PLACEHOLDER_CN) == want else None
+
+    placeholder = wait_for(
+        lambda: served_placeholder(True),
+        "nginx to serve the placeholder after a restart onto an unloadable certificate",
+        timeout=30,
+        context=context,
+    )
+    assert common_name(placeholder.subject) == PLACEHOLDER_CN
+    data = stack.inspect("nginx")
+    assert data["State"]["Running"] and data["RestartCount"] == 0, data["State"]
+    new_logs = stack.logs("nginx")[len(nginx_logs_before) :]
+    assert "NOT serving /etc/letsencrypt/scaffold/current" in new_logs, new_logs
+    assert "nginx cannot load it (cannot load certificate" in new_logs, new_logs
+
+    # Port 80 answers, so an HTTP-01 challenge can repair it.
+    nginx_ip = stack.nginx_address()
+    token, content = f"e2e-{unique_name('t')}", f"repair-{unique_name('c')}"
+    challenge_dir = "/var/www/acme/.well-known/acme-challenge"
+    stack.exec("certbot", "sh", "-c", f"mkdir -p {challenge_dir} && echo {content} > {challenge_dir}/{token}")
+    try:
+        url = f"http://{DOMAIN}/.well-known/acme-challenge/{token}"
+        assert curl(stack, "--resolve", f"{DOMAIN}:80:{nginx_ip}", url).stdout == f"{content}\n"
+    finally:
+        stack.exec("certbot", "rm", "-f", f"{challenge_dir}/{token}", check=False)
+
+    report = {result.id: result for result in run_doctor(stack.dir).results}
+    loadable = report["tls.certificate-loadable"]
+    assert loadable.status == "fail", loadable
+    assert "nginx cannot load: OpenSSL cannot read the pair" in loadable.message, loadable
+    assert "nginx serves the self-signed placeholder instead" in loadable.message, loadable
+
+    certbot_logs_before = stack.logs("certbot")
+    stack.compose("restart", "certbot")
+    repaired = wait_for(
+        lambda: served_placeholder(False),
+        "certbot to replace the broken lineage and nginx to reload",
+        timeout=90,
+        context=context,
+    )
+    assert common_name(repaired.issuer).startswith("Pebble Intermediate CA"), describe(repaired)
+    assert repaired.serial_number != old_serial
+    certbot_new = stack.logs("certbot")[len(certbot_logs_before) :]
+    assert "is unusable (fullchain.pem holds no certificate that parses): moved it to" in certbot_new
+    assert stack.inspect("nginx")["RestartCount"] == 0
+
+
 # --------------------------------------------------------------------------- 9./10. gixy and sslyze
 
 # Findings that come only from the image's stock /etc/nginx/nginx.conf (main context, not generated
@@ -910,77 +986,3 @@ def test_whole_stack_restart_keeps_certificate(stack: Stack) -> None:
     assert "No renewals were attempted" in new_part, f"certbot did not skip the renewal:\n{new_part}"
     assert pebble_orders(stack) == orders, "pebble got a new order after the stack restarted"
     assert served_certificate(stack).serial_number == serial, "the served certificate changed"
-
-
-# --------------------------------------------------------------------------- 11. a certificate nobody checked
-
-
-def test_unloadable_certificate_falls_back_to_the_placeholder_and_certbot_repairs_it(stack: Stack) -> None:
-    """Garbage in live/<domain>/{fullchain,privkey}.pem (certbot's renewal file stays), `current`
-    pointing at it. nginx restarted: it must start with the placeholder and say why, port 80 stays up
-    so HTTP-01 works, doctor names the reason; a certbot restart replaces the lineage and nginx
-    reloads to the new certificate. (Before: nginx looped on "cannot load certificate".)"""
-    from polling import wait_for
-
-    from scaffold.doctor import run_doctor
-
-    live = stack.dir / "letsencrypt" / "live" / DOMAIN
-    assert os.readlink(stack.dir / "letsencrypt" / "scaffold" / "current") == f"../live/{DOMAIN}"
-    old_serial = served_certificate(stack).serial_number
-    for name in ("fullchain.pem", "privkey.pem"):
-        (live / name).write_text("garbage\n")  # through certbot's links, into its archive
-    assert (stack.dir / "letsencrypt" / "renewal" / f"{DOMAIN}.conf").exists()
-    nginx_logs_before = stack.logs("nginx")
-
-    def context() -> str:
-        return stack.compose("logs", "--tail", "40", "nginx", "certbot").stdout
-
-    stack.compose("restart", "nginx")
-
-    def served_placeholder(want: bool) -> x509.Certificate | None:
-        cert = served_certificate(stack)
-        return cert if (common_name(cert.subject) == PLACEHOLDER_CN) == want else None
-
-    placeholder = wait_for(
-        lambda: served_placeholder(True),
-        "nginx to serve the placeholder after a restart onto an unloadable certificate",
-        timeout=30,
-        context=context,
-    )
-    assert common_name(placeholder.subject) == PLACEHOLDER_CN
-    data = stack.inspect("nginx")
-    assert data["State"]["Running"] and data["RestartCount"] == 0, data["State"]
-    new_logs = stack.logs("nginx")[len(nginx_logs_before) :]
-    assert "NOT serving /etc/letsencrypt/scaffold/current" in new_logs, new_logs
-    assert "nginx cannot load it (cannot load certificate" in new_logs, new_logs
-
-    # Port 80 answers, so an HTTP-01 challenge can repair it.
-    nginx_ip = stack.nginx_address()
-    token, content = f"e2e-{unique_name('t')}", f"repair-{unique_name('c')}"
-    challenge_dir = "/var/www/acme/.well-known/acme-challenge"
-    stack.exec("certbot", "sh", "-c", f"mkdir -p {challenge_dir} && echo {content} > {challenge_dir}/{token}")
-    try:
-        url = f"http://{DOMAIN}/.well-known/acme-challenge/{token}"
-        assert curl(stack, "--resolve", f"{DOMAIN}:80:{nginx_ip}", url).stdout == f"{content}\n"
-    finally:
-        stack.exec("certbot", "rm", "-f", f"{challenge_dir}/{token}", check=False)
-
-    report = {result.id: result for result in run_doctor(stack.dir).results}
-    loadable = report["tls.certificate-loadable"]
-    assert loadable.status == "fail", loadable
-    assert "nginx cannot load: OpenSSL cannot read the pair" in loadable.message, loadable
-    assert "nginx serves the self-signed placeholder instead" in loadable.message, loadable
-
-    certbot_logs_before = stack.logs("certbot")
-    stack.compose("restart", "certbot")
-    repaired = wait_for(
-        lambda: served_placeholder(False),
-        "certbot to replace the broken lineage and nginx to reload",
-        timeout=90,
-        context=context,
-    )
-    assert common_name(repaired.issuer).startswith("Pebble Intermediate CA"), describe(repaired)
-    assert repaired.serial_number != old_serial
-    certbot_new = stack.logs("certbot")[len(certbot_logs_before) :]
-    assert "is unusable (fullchain.pem holds no certificate that parses): moved it to" in certbot_new
-    assert stack.inspect("nginx")["RestartCount"] == 0

@@ -16,7 +16,8 @@ Commands:
   needs-new-ca       exit 0 when the certificate on disk comes from another ACME server
   set-aside-unusable move a lineage certbot cannot renew (files that do not parse, match or name
                      $DOMAIN) to scaffold/set-aside/, so that certbot requests a new certificate
-  has-certificate    exit 0 when a usable certificate from $ACME_SERVER exists for $DOMAIN
+  has-certificate    exit 0 when $DOMAIN has a certificate from $ACME_SERVER that `certbot renew`
+                     can work with (usable but perhaps expired)
   activate           (certbot's deploy hook) point `current` at $RENEWED_LINEAGE if usable, signal nginx
   activate-existing  point `current` at the existing lineage if it does not already and it is usable
 """
@@ -110,10 +111,10 @@ def pair_problem(directory: Path, name: str, *, check_dates: bool = True) -> str
 
 
 def usable(directory: Path, what: str) -> bool:
-    """True when the pair may be served; otherwise say why, once, in certbot's log."""
+    """True when the pair in `directory` may be served; otherwise say why in certbot's log."""
     problem = pair_problem(directory, domain())
     if problem is not None:
-        log(f"not serving {what} ({directory}): {problem}")
+        log(f"not serving {what}: {problem}")
     return problem is None
 
 
@@ -197,8 +198,8 @@ def cmd_placeholder() -> int:
     if CURRENT.exists() and pair_problem(CURRENT, domain()) is None:
         return 0
     if CURRENT.is_symlink():
-        usable(CURRENT, f"the certificate `current` points at ({current_target()})")
-    if has_lineage(domain()) and usable(lineage_dir(domain()), "certbot's lineage"):
+        usable(CURRENT, f"{CURRENT} (-> {current_target()})")
+    if has_lineage(domain()) and usable(lineage_dir(domain()), f"certbot's lineage {lineage_dir(domain())}"):
         point_current_at(f"../live/{domain()}")
         signal_nginx("existing certificate")
         return 0
@@ -284,7 +285,7 @@ def cmd_set_aside_unusable() -> int:
 
 def cmd_activate() -> int:
     lineage = Path(os.environ.get("RENEWED_LINEAGE") or lineage_dir(domain()))
-    if not usable(lineage, "the new certificate"):
+    if not usable(lineage, f"the new certificate {lineage}"):
         log(f"`current` stays at {current_target()}; nginx keeps serving what it serves")
         return 1
     point_current_at(f"../live/{lineage.name}")
