@@ -8,11 +8,12 @@
 # provides a certificate it checked. At first start certbot creates both within a second: wait
 # for them here instead of letting nginx fail and restart in a loop.
 #
-# Relies only on what the official nginx images contain: POSIX sh, mkdir, mktemp, ln, readlink,
-# sed, rm, and nginx itself (`-e`, nginx >= 1.19.5). The pair is tried with `nginx -t` on a one-server configuration: that is what
-# nginx checks at start (the chain and the key parse, the key matches the certificate). Names and
-# dates are checked by certbot's helper (certbot/scaffold_certbot.py) before it switches `current`:
-# the nginx images have no openssl command, and nginx starts with an expired certificate anyway.
+# Relies only on what the official nginx images contain: POSIX sh, cat, mkdir, mktemp, ln,
+# readlink, sed, rm, and nginx itself (`-e` needs nginx >= 1.19.5). The pair is tried with
+# `nginx -t` on a one-server configuration: that is what nginx checks at start (the chain and the
+# key parse, the key matches the certificate). Names and dates are checked by certbot's helper
+# (certbot/scaffold_certbot.py) before it switches `current`: the nginx images have no openssl
+# command, and nginx starts with an expired certificate anyway.
 #
 # Usage: no argument (the entrypoint): wait, then choose. `current`: point nginx at `current` if
 # nginx can load it, else print why and exit 1 (the renewal watcher, 50-scaffold-*.sh).
