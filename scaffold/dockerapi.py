@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from scaffold.errors import DockerUnavailable
-from scaffold.subnets import Network, Occupied
+from scaffold.subnets import IPAddress, Network, Occupied
 
 if TYPE_CHECKING:
     import docker
@@ -42,6 +42,9 @@ class DockerNetwork:
     name: str
     subnets: tuple[Network, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: Gateways named in the IPAM config. Docker fills them in only when they were given (20.10)
+    #: or always (newer engines); `scaffold.subnets.gateway_of` supplies the default otherwise.
+    gateways: tuple[IPAddress, ...] = ()
 
     @property
     def compose_project(self) -> str | None:
@@ -59,6 +62,7 @@ class DockerNetwork:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> DockerNetwork:
         subnets: list[Network] = []
+        gateways: list[IPAddress] = []
         for entry in (data.get("IPAM") or {}).get("Config") or []:
             subnet = (entry or {}).get("Subnet")
             if subnet:
@@ -66,11 +70,15 @@ class DockerNetwork:
                     subnets.append(ipaddress.ip_network(subnet, strict=False))
                 except ValueError:
                     continue
+            gateway = _address((entry or {}).get("Gateway"))
+            if gateway is not None:
+                gateways.append(gateway)
         return cls(
             id=data.get("Id", ""),
             name=data.get("Name", ""),
             subnets=tuple(subnets),
             labels=dict(data.get("Labels") or {}),
+            gateways=tuple(gateways),
         )
 
 

@@ -33,8 +33,10 @@ from scaffold.doctor_core import (
 #: The subject CN of the self-signed certificate certbot's helper serves until the first issuance
 #: (template/certbot/scaffold_certbot.py, PLACEHOLDER_SUBJECT).
 PLACEHOLDER_SUBJECT = "scaffold placeholder certificate"
-#: Where nginx reads the certificate (template/nginx/snippets/tls.conf), relative to the project.
-CURRENT_CERT = Path("letsencrypt/scaffold/current/fullchain.pem")
+#: The pair certbot's helper points nginx at (template/nginx/snippets/tls.conf reads it through a
+#: link of nginx's own, which falls back to the placeholder when nginx cannot load this pair).
+CURRENT = Path("letsencrypt/scaffold/current")
+CURRENT_CERT = CURRENT / "fullchain.pem"
 WARN_DAYS = 14
 #: How long the placeholder may be served after certbot started before doctor calls it a failure.
 PLACEHOLDER_GRACE = dt.timedelta(days=1)
@@ -257,6 +259,29 @@ def read_pem_certificate(path: Path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(match.group(0))
 
 
+def load_problem(directory: Path) -> str | None:
+    """Why nginx cannot load the fullchain.pem/privkey.pem pair in `directory`; None when it can.
+
+    The same test nginx makes at start (OpenSSL reads the chain and the key and matches them),
+    made with the ssl module so that doctor needs no extra package. Names and dates are judged on
+    what nginx serves, by the other tls checks. Raises OSError when the files cannot be read.
+    """
+    chain, key = directory / "fullchain.pem", directory / "privkey.pem"
+    for path in (chain, key):
+        with path.open("rb"):  # FileNotFoundError / PermissionError for the caller
+            pass
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # An encrypted key would prompt on the terminal: answer with an empty password instead.
+        context.load_cert_chain(chain, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            return "privkey.pem is not the key of the first certificate in fullchain.pem"
+        return f"OpenSSL cannot read the pair ({reason})"
+    return None
+
+
 @dataclass
 class Observed:
     """What doctor could see of the certificate, gathered once for all tls checks."""
@@ -361,6 +386,8 @@ def check_loaded(ctx: Context) -> Outcome:
     seen = observe(ctx)
     if seen.served is None:
         return skip(f"not checked: {seen.serve_error}")
+    if isinstance(_loadable(ctx), str):
+        return skip("not compared: nginx cannot load the current certificate (see tls.certificate-loadable)")
     if seen.on_disk is None:
         return skip(f"not checked: {seen.disk_error}")
     if seen.served.fingerprint != seen.on_disk.fingerprint:
@@ -374,7 +401,51 @@ def check_loaded(ctx: Context) -> Outcome:
     return ok(f"nginx serves the certificate in {CURRENT_CERT}")
 
 
+def _loadable(ctx: Context) -> str | Outcome | None:
+    """The load problem of `current`'s pair, None when nginx can load it, or the skip that applies."""
+    if "tls-loadable" not in ctx.cache:
+        directory = ctx.root / CURRENT
+        result: str | Outcome | None
+        try:
+            result = load_problem(directory)
+        except FileNotFoundError:
+            result = skip(f"not checked: {CURRENT} does not point at a certificate yet (certbot creates it)")
+        except PermissionError:
+            result = skip(
+                f"not checked: the files in {CURRENT} cannot be read (permission denied)",
+                "run doctor as root",
+            )
+        except OSError as exc:
+            result = skip(f"not checked: the files in {CURRENT} cannot be read ({exc.strerror or exc})")
+        ctx.cache["tls-loadable"] = result
+    return ctx.cache["tls-loadable"]
+
+
+def check_loadable(ctx: Context) -> Outcome:
+    """Say why nginx serves the placeholder: `current` holds a pair nginx cannot load."""
+    problem = _loadable(ctx)
+    if isinstance(problem, Outcome):
+        return problem
+    target = os.readlink(ctx.root / CURRENT) if (ctx.root / CURRENT).is_symlink() else str(CURRENT)
+    if problem is None:
+        return ok(f"nginx can load the certificate and key {CURRENT} points at ({target})")
+    served = observe(ctx).served
+    now = (
+        "nginx serves the self-signed placeholder instead"
+        if served is not None and served.subject_cn == PLACEHOLDER_SUBJECT
+        else "nginx keeps the certificate it loaded before, and serves the placeholder after a restart"
+    )
+    return fail(
+        f"{CURRENT} points at {target}, which nginx cannot load: {problem}. {now}, so that ports 80 and "
+        "443 stay up; certbot switches only to a certificate it checked",
+        "`docker compose logs certbot nginx` say what was refused. `docker compose restart certbot` "
+        "points current at a usable certificate, requesting a new one when certbot's own files are "
+        "broken; nginx reloads by itself",
+    )
+
+
 CHECKS = (
+    Check("tls.certificate-loadable", check_loadable),
     Check("tls.certificate-issued", check_issued),
     Check("tls.certificate-names", check_names),
     Check("tls.certificate-expiry", check_expiry),

@@ -3,7 +3,8 @@
 authentik honours X-Forwarded-* only from peers inside AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS, read
 as a comma-separated list whose unparsable entries are silently skipped (a JSON list therefore trusts
 nobody). Too narrow and authentik sees every client as nginx and builds http:// URLs; too broad and any
-container or LAN host can claim any client address.
+container or LAN host can claim any client address. The right value is the proxy network without
+its gateway: the gateway is the Docker host itself (see `scaffold.subnets.trusted_ranges`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from typing import Any
 
 from scaffold import envkeys
 from scaffold.doctor_core import Check, Context, Outcome, fail, not_running_skip, ok, skip, warn
-from scaffold.subnets import Network, parse_trusted_cidrs, trusted_cidrs
+from scaffold.subnets import (
+    IPAddress,
+    Network,
+    gateway_of,
+    parse_trusted_cidrs,
+    trusted_cidrs,
+    trusted_gateways,
+    trusted_ranges,
+    uncovered,
+)
 
 KEY = envkeys.TRUSTED_CIDRS
 #: Ranges that trust far more than one Docker network: everything, and the whole private ranges
@@ -41,11 +51,6 @@ def json_entries(value: str) -> list[str]:
     if isinstance(data, list):
         return [str(item).strip() for item in data if str(item).strip()]
     return re.findall(r"[0-9A-Fa-f:.]+/\d{1,3}", value)
-
-
-def uncovered(subnets: list[Network], cidrs: list[Network]) -> list[Network]:
-    """The subnets that no trusted CIDR contains."""
-    return [s for s in subnets if not any(s.version == c.version and s.subnet_of(c) for c in cidrs)]
 
 
 def excess_ranges(cidrs: list[Network], subnets: list[Network]) -> list[tuple[Network, str]]:
@@ -84,13 +89,30 @@ class Subnets:
     networks: list[Network]
     source: str
     from_docker: bool
+    #: Gateways Docker reports (none before the network exists: Docker's default applies).
+    reported_gateways: tuple[IPAddress, ...] = ()
+
+    @property
+    def gateways(self) -> list[IPAddress]:
+        return [gateway_of(net, self.reported_gateways) for net in self.networks]
+
+    @property
+    def ranges(self) -> list[Network]:
+        """What authentik must trust: every address of the network but its gateway."""
+        return trusted_ranges(self.networks, self.reported_gateways)
+
+    def describe(self) -> str:
+        """`10.1.2.0/28 (without its gateway 10.1.2.1)` for messages."""
+        return ", ".join(
+            f"{net} (without its gateway {gw})" for net, gw in zip(self.networks, self.gateways, strict=True)
+        )
 
 
 def proxy_subnets(ctx: Context) -> Subnets | None:
     """Docker's view when the network exists, else what .env will make Compose create."""
     network = ctx.proxy_network
     if network is not None and network.subnets:
-        return Subnets(list(network.subnets), f"Docker's network '{network.name}'", True)
+        return Subnets(list(network.subnets), f"Docker's network '{network.name}'", True, network.gateways)
     found: list[Network] = []
     keys = [envkeys.PROXY_SUBNET] + ([envkeys.PROXY_SUBNET_V6] if ctx.answers.enable_ipv6 else [])
     for key in keys:
@@ -118,7 +140,7 @@ def parsed_cidrs(ctx: Context) -> tuple[str | None, list[Network], list[str]]:
 def _good_value(ctx: Context, fallback: list[str] | None = None) -> str:
     subnets = proxy_subnets(ctx)
     if subnets is not None:
-        return trusted_cidrs(subnets.networks)
+        return trusted_cidrs(subnets.ranges)
     return ",".join(fallback or []) or "<the proxy network's subnet, e.g. 10.203.7.0/28>"
 
 
@@ -154,6 +176,9 @@ def check_cidrs_format(ctx: Context) -> Outcome:
         )
     if not networks:
         return fail(f"{KEY} holds no network", _set_fix(ctx, _good_value(ctx)))
+    subnets = proxy_subnets(ctx)
+    if subnets is not None and networks == subnets.ranges:  # an IPv6 /64 alone is 64 CIDRs
+        return ok(f"authentik reads {KEY} as {subnets.describe()}: {len(networks)} CIDRs")
     return ok(f"authentik reads {KEY} as {', '.join(str(n) for n in networks)}")
 
 
@@ -173,17 +198,15 @@ def check_cidrs_cover_network(ctx: Context) -> Outcome:
     subnets = proxy_subnets(ctx)
     if subnets is None:
         return skip("not checked: the proxy network does not exist and PROXY_SUBNET is not set")
-    missing = uncovered(subnets.networks, networks)
+    missing = uncovered(subnets.ranges, networks)
     if missing:
         return fail(
-            f"{KEY}={value} does not cover the proxy network {', '.join(map(str, missing))} (from "
-            f"{subnets.source}): authentik ignores nginx's X-Forwarded-* headers, sees every client as "
-            "nginx and builds http:// URLs",
-            _set_fix(ctx, trusted_cidrs(subnets.networks)),
+            f"{KEY}={value} does not cover {', '.join(map(str, missing))} of the proxy network "
+            f"{subnets.describe()} (from {subnets.source}), where nginx may be: authentik ignores nginx's "
+            "X-Forwarded-* headers, sees every client as nginx and builds http:// URLs",
+            _set_fix(ctx, trusted_cidrs(subnets.ranges)),
         )
-    return ok(
-        f"{KEY} covers the proxy network {', '.join(map(str, subnets.networks))} (from {subnets.source})"
-    )
+    return ok(f"{KEY} covers the proxy network {subnets.describe()} (from {subnets.source})")
 
 
 def check_cidrs_not_broad(ctx: Context) -> Outcome:
@@ -192,16 +215,28 @@ def check_cidrs_not_broad(ctx: Context) -> Outcome:
     _, networks, _ = parsed_cidrs(ctx)
     subnets = proxy_subnets(ctx)
     extra = excess_ranges(networks, subnets.networks if subnets else [])
+    gateways = trusted_gateways(networks, subnets.gateways) if subnets else []
+    problems = []
     if extra:
         named = "; ".join(f"{net} ({what})" for net, what in extra)
-        return warn(
+        problems.append(
             f"{KEY} trusts more than nginx's network: {named}. Any host or container there can set "
-            "X-Forwarded-For and choose the client address authentik logs and rate-limits",
-            f"trust only the proxy network: {_set_fix(ctx, _good_value(ctx))}",
+            "X-Forwarded-For and choose the client address authentik logs and rate-limits"
+        )
+    if gateways:
+        problems.append(
+            f"{KEY} trusts the proxy network's gateway {', '.join(map(str, gateways))}, which is the Docker "
+            "host itself: any process on the host (every `network_mode: host` container too) can connect "
+            "to authentik, send X-Forwarded-For/-Proto and be believed"
+        )
+    if problems:
+        return warn(
+            ". ".join(problems),
+            f"trust only the proxy network without its gateway: {_set_fix(ctx, _good_value(ctx))}",
         )
     if subnets is None:
         return ok(f"{KEY} names no broad range (the proxy network is not known yet)")
-    return ok(f"{KEY} trusts nothing beyond the proxy network")
+    return ok(f"{KEY} trusts nothing beyond the proxy network, and not its gateway")
 
 
 def check_subnet_matches_env(ctx: Context) -> Outcome:
@@ -293,7 +328,7 @@ def check_nginx_address(ctx: Context) -> Outcome:
         return fail(
             f"nginx's address {', '.join(map(str, outside))} on '{network.name}' is outside the trusted "
             f"CIDRs of {source} ({value or 'empty'}): authentik ignores nginx's proxy headers",
-            _set_fix(ctx, trusted_cidrs(list(network.subnets))),
+            _set_fix(ctx, _good_value(ctx)),
         )
     return ok(f"nginx's address {shown} on '{network.name}' is trusted by {source}")
 

@@ -1,5 +1,9 @@
 """Deciding the proxy network's subnets and authentik's trusted CIDRs.
 
+authentik trusts each proxy subnet without its gateway (the Docker host); see
+`scaffold.subnets.trusted_ranges` for why. A value scaffold wrote before (the whole subnet) is
+simply recomputed, so `scaffold detect` and the hook of `scaffold update` migrate it.
+
 The truth, in order: a subnet the user pinned (answer or `# pinned` in .env); the subnet of
 the project's proxy network when Docker already has it (found by Compose's labels); the value
 already in .env when it is still free; else a free subnet chosen for this project. Any
@@ -17,14 +21,19 @@ from scaffold.envfile import EnvDocument
 from scaffold.errors import SubnetError
 from scaffold.hostroutes import host_routes
 from scaffold.subnets import (
+    IPAddress,
     Network,
     Occupied,
     check_user_subnet,
     choose_free,
+    gateway_of,
     overlapping,
     parse_subnet,
     parse_trusted_cidrs,
     trusted_cidrs,
+    trusted_gateways,
+    trusted_ranges,
+    uncovered,
     v4_candidates,
     v6_candidates,
 )
@@ -131,7 +140,11 @@ def _decide_one(
         return None
 
 
-def _check_cidrs(value: str, subnets: list[Network], decision: SubnetDecision) -> None:
+def _check_cidrs(
+    value: str, ranges: list[Network], gateways: list[IPAddress], decision: SubnetDecision
+) -> None:
+    """Check a pinned value, never change it: it must cover every address nginx may have; trusting
+    the gateway (the Docker host) is said, not corrected."""
     networks, skipped = parse_trusted_cidrs(value)
     if value.strip().startswith("["):
         decision.errors.append(
@@ -145,12 +158,21 @@ def _check_cidrs(value: str, subnets: list[Network], decision: SubnetDecision) -
             f"{envkeys.TRUSTED_CIDRS}: authentik skips {', '.join(skipped)} (not CIDRs). "
             "fix: correct or remove them"
         )
-    for subnet in subnets:
-        if not any(subnet.version == net.version and subnet.subnet_of(net) for net in networks):
-            decision.errors.append(
-                f"{envkeys.TRUSTED_CIDRS} (pinned) does not cover the proxy network {subnet}: authentik will "
-                f"ignore nginx's headers. fix: add {subnet}, or remove `# pinned` so scaffold manages it"
-            )
+    missing = uncovered(ranges, networks)
+    if missing:
+        decision.errors.append(
+            f"{envkeys.TRUSTED_CIDRS} (pinned) does not cover {', '.join(map(str, missing))} of the proxy "
+            "network, where nginx may be: authentik will ignore nginx's headers. fix: write "
+            f"{trusted_cidrs(ranges)}, or remove `# pinned` so scaffold manages it"
+        )
+    exposed = trusted_gateways(networks, gateways)
+    if exposed:
+        decision.notes.append(
+            f"{envkeys.TRUSTED_CIDRS} (pinned) trusts the proxy network's gateway "
+            f"{', '.join(map(str, exposed))}, i.e. the Docker host: any process on the host can set "
+            f"X-Forwarded-For. Kept as pinned; to trust only nginx's network write {trusted_cidrs(ranges)}, "
+            "or remove `# pinned` so scaffold manages it"
+        )
 
 
 def decide_subnets(answers: Answers, env: EnvDocument, docker: DockerAPI | None) -> SubnetDecision:
@@ -180,9 +202,11 @@ def decide_subnets(answers: Answers, env: EnvDocument, docker: DockerAPI | None)
     if decision.errors and len(subnets) < len(families):
         return decision
 
+    reported = list(own.gateways) if own is not None else []
+    ranges = trusted_ranges(subnets, reported)
     cidrs_now = env.get(envkeys.TRUSTED_CIDRS) or ""
     if env.is_pinned(envkeys.TRUSTED_CIDRS) and cidrs_now:
-        _check_cidrs(cidrs_now, subnets, decision)
+        _check_cidrs(cidrs_now, ranges, [gateway_of(s, reported) for s in subnets], decision)
     else:
-        decision.values[envkeys.TRUSTED_CIDRS] = trusted_cidrs(subnets)
+        decision.values[envkeys.TRUSTED_CIDRS] = trusted_cidrs(ranges)
     return decision

@@ -17,6 +17,7 @@ from scaffold.errors import SubnetError
 IPv4Network = ipaddress.IPv4Network
 IPv6Network = ipaddress.IPv6Network
 Network = IPv4Network | IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: Where an automatic IPv4 subnet comes from, in order. The upper half of 10/8 first: it is
 #: outside Docker's default address pools (172.17-31/16, 192.168/16 in /20s), so a network
@@ -142,9 +143,68 @@ def choose_free(candidates: Iterable[Network], occupied: Iterable[Occupied]) -> 
     )
 
 
-def trusted_cidrs(subnets: Iterable[Network]) -> str:
+def docker_default_gateway(subnet: Network) -> IPAddress:
+    """The gateway Docker's default IPAM driver gives a subnet whose IPAM config names none.
+
+    It takes the first host address, for IPv4 and IPv6 alike, and (Docker 20.10 at least) does not
+    write it back into the network's IPAM config, so it cannot always be read from Docker.
+    """
+    return subnet.network_address + 1
+
+
+def without_gateway(subnet: Network, gateway: IPAddress) -> list[Network]:
+    """Every address of `subnet` but `gateway`, as the fewest CIDRs, in address order."""
+    if gateway.version != subnet.version or gateway not in subnet:
+        return [subnet]
+    return sorted(subnet.address_exclude(ipaddress.ip_network(gateway)))  # type: ignore[arg-type]
+
+
+def trusted_ranges(subnets: Iterable[Network], gateways: Iterable[IPAddress] = ()) -> list[Network]:
+    """The addresses authentik must trust: each proxy subnet without its gateway.
+
+    The gateway is the Docker host's own address on the bridge. Any process on the host (and every
+    `network_mode: host` container, common for Home Assistant) that connects to authentik's address
+    on the proxy network comes from it, so trusting it would let them set X-Forwarded-For/-Proto.
+    Only containers attached to the network (nginx, and authentik itself) have the other addresses.
+
+    Why "the subnet without its gateway" and not "nginx's pinned address (/32)": it follows from
+    what Docker reports about the network alone, so it needs no address reserved in compose.yaml,
+    no recreation of nginx, holds for a pre-existing network, a subnet the user pinned and a second
+    proxy the user attaches to the network, and migrates a `.env` written before by a plain
+    `scaffold detect`. The price is size: a /28 without its first host is 4 CIDRs, an IPv6 /64 is
+    64 (about 1.8 KB), which authentik's comma-separated list takes as it is.
+
+    `gateways` are the gateways Docker reports; a subnet without one has Docker's default.
+    """
+    reported = list(gateways)
+    return [item for subnet in subnets for item in without_gateway(subnet, gateway_of(subnet, reported))]
+
+
+def gateway_of(subnet: Network, reported: Iterable[IPAddress] = ()) -> IPAddress:
+    """The gateway Docker reports inside `subnet`, else the one its default IPAM driver picks."""
+    return next(
+        (g for g in reported if g.version == subnet.version and g in subnet), docker_default_gateway(subnet)
+    )
+
+
+def uncovered(ranges: Iterable[Network], cidrs: Iterable[Network]) -> list[Network]:
+    """The ranges that the union of `cidrs` does not contain completely."""
+    cidrs = list(cidrs)
+    merged: list[Network] = []
+    for version in (4, 6):
+        merged += ipaddress.collapse_addresses([c for c in cidrs if c.version == version])
+    return [r for r in ranges if not any(r.version == m.version and r.subnet_of(m) for m in merged)]
+
+
+def trusted_gateways(cidrs: Iterable[Network], gateways: Iterable[IPAddress]) -> list[IPAddress]:
+    """The gateways that a trusted-CIDR list lets speak for clients."""
+    cidrs = list(cidrs)
+    return [g for g in gateways if any(g.version == c.version and g in c for c in cidrs)]
+
+
+def trusted_cidrs(ranges: Iterable[Network]) -> str:
     """authentik's format: comma-separated CIDRs, no spaces, no JSON."""
-    return ",".join(str(subnet) for subnet in subnets)
+    return ",".join(str(item) for item in ranges)
 
 
 def parse_trusted_cidrs(value: str) -> tuple[list[Network], list[str]]:

@@ -25,7 +25,9 @@ from templaterepo import make_template_repo
 
 from scaffold.cli import main
 from scaffold.envfile import EnvDocument
-from scaffold.subnets import choose_free, v4_candidates, v6_candidates
+from scaffold.subnets import choose_free, trusted_cidrs, trusted_ranges, v4_candidates, v6_candidates
+
+TRUSTED = "AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"
 
 USER_LINES = (
     "\n# my own settings below; scaffold must keep them\n"
@@ -160,6 +162,27 @@ def test_pinned_values_win_and_user_values_are_never_overwritten(project: Path):
     result = scaffold_cli(project, "detect")
     assert result.returncode == 0, result.stdout
     assert pinned in (project / ".env").read_text()
+    # Only checked, never changed: the user hears that the whole subnet trusts the Docker host.
+    assert "trusts the proxy network's gateway 10.231.44.1" in result.stdout, result.stdout
+
+
+def test_detect_migrates_a_trusted_subnet_that_includes_the_gateway(project: Path):
+    """A .env written before trust left out the gateway: `scaffold detect` fixes it unasked."""
+    env = EnvDocument.load(project / ".env")
+    subnet = env.get("PROXY_SUBNET")
+    text = (project / ".env").read_text()
+    old = text.replace(
+        f"AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS={env.get('AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS')}\n",
+        f"AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS={subnet}\n",
+    )
+    assert old != text
+    (project / ".env").write_text(old)
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 0, result.stdout + result.stderr
+    value = dotenv_values(project / ".env")["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"]
+    network = ipaddress.ip_network(subnet)
+    assert value == trusted_cidrs(trusted_ranges([network]))
+    assert not any(network.network_address + 1 in ipaddress.ip_network(c) for c in value.split(","))
 
 
 def test_malformed_lines_are_kept_and_reported(project: Path):
@@ -258,8 +281,24 @@ def test_existing_network_is_the_truth_for_v4_and_v6(tmp_path: Path, networks):
     env = dotenv_values(project / ".env")
     assert env["PROXY_SUBNET"] == str(v4)
     assert env["PROXY_SUBNET_V6"] == str(v6)
-    assert env["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"] == f"{v4},{v6}"
+    assert env["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"] == trusted_cidrs(trusted_ranges([v4, v6]))
     assert "Docker's network" in result.stdout  # the change is explained
+
+
+@pytest.mark.docker
+def test_trusted_cidrs_leave_out_the_gateway_docker_reports(tmp_path: Path, networks):
+    """A pre-existing network whose gateway is not the first host: that gateway is not trusted."""
+    project_name = unique_name("gw")
+    project = generate(tmp_path / project_name, {"project_name": project_name})
+    subnet = choose_free(v4_candidates(project_name + "-gw"), [])
+    gateway = subnet.network_address + 9
+    labels = _compose_labels(project_name, "proxy")
+    networks("--subnet", str(subnet), "--gateway", str(gateway), labels=labels)
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 0, result.stdout + result.stderr
+    cidrs = [ipaddress.ip_network(c) for c in dotenv_values(project / ".env")[TRUSTED].split(",")]
+    trusted = {address for cidr in cidrs for address in cidr}
+    assert trusted == set(subnet) - {gateway}, cidrs
 
 
 @pytest.mark.docker

@@ -14,13 +14,14 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scaffold import doctor, doctor_core, envkeys
+from scaffold import doctor, doctor_core, doctor_tls, envkeys
 from scaffold.answers import Answers
 from scaffold.cli import main as cli_main
 from scaffold.doctor_core import Context
@@ -386,12 +387,16 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 SECRETS = {envkeys.PG_PASS: "pg-" + "p" * 45, envkeys.SECRET_KEY: "sk-" + "s" * 77}
 
 
+#: 10.203.7.0/28 without its gateway 10.203.7.1 (Docker's default: the first host).
+GOOD_CIDRS = "10.203.7.0/32,10.203.7.2/31,10.203.7.4/30,10.203.7.8/29"
+
+
 def env_text(**overrides: str | None) -> str:
     values: dict[str, str | None] = {
         **SECRETS,
         envkeys.TAG: "2026.8.7",
         envkeys.PROXY_SUBNET: "10.203.7.0/28",
-        envkeys.TRUSTED_CIDRS: "10.203.7.0/28",
+        envkeys.TRUSTED_CIDRS: GOOD_CIDRS,
         **overrides,
     }
     return "".join(f"{key}={value}\n" for key, value in values.items() if value is not None)
@@ -461,6 +466,7 @@ def test_missing_env(project: Path) -> None:
         ({envkeys.TAG: "latest"}, "versions.authentik-supported", "not a YEAR.MONTH.PATCH release"),
         ({envkeys.TRUSTED_CIDRS: "10.203.7.0/28,bogus"}, "trust.cidrs-format", "skips bogus"),
         ({envkeys.TRUSTED_CIDRS: "10.0.0.0/8"}, "trust.cidrs-not-broad", "10.0.0.0/8 (all of the private"),
+        ({envkeys.TRUSTED_CIDRS: "10.203.7.0/28"}, "trust.cidrs-not-broad", "gateway 10.203.7.1, which is"),
         ({envkeys.PROXY_SUBNET: None}, "files.env-keys", "lacks PROXY_SUBNET"),
     ],
 )
@@ -485,7 +491,7 @@ def test_json_cidrs_fail_with_the_exact_line_to_write(project: Path) -> None:
     results = run_checks(project)
     fmt = results["trust.cidrs-format"]
     assert fmt.status == "fail" and "JSON" in fmt.message
-    assert "`AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS=10.203.7.0/28`" in (fmt.fix or "")
+    assert f"`AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS={GOOD_CIDRS}`" in (fmt.fix or "")
     assert results["trust.cidrs-cover-network"].status == "skip"
 
 
@@ -693,3 +699,49 @@ def test_check_ids_are_unique_and_documented() -> None:
     assert documented == set(ids)
     blocks = re.findall(r"```json\n(.*?)```", docs, re.S)
     assert json.loads(blocks[1]) == doctor.JSON_SCHEMA
+
+
+# --------------------------------------------------------------------------- the pair `current` points at
+
+
+def point_current_at_pair(project: Path, chain: str | bytes, key: str | bytes) -> None:
+    """letsencrypt/ as certbot leaves it: `current` -> ../live/DOMAIN holding `chain` and `key`."""
+    live = project / "letsencrypt" / "live" / DOMAIN
+    live.mkdir(parents=True, exist_ok=True)
+    (live / "fullchain.pem").write_bytes(chain.encode() if isinstance(chain, str) else chain)
+    (live / "privkey.pem").write_bytes(key.encode() if isinstance(key, str) else key)
+    (project / "letsencrypt" / "scaffold").mkdir(parents=True, exist_ok=True)
+    (project / "letsencrypt" / "scaffold" / "current").symlink_to(f"../live/{DOMAIN}")
+
+
+def loadable(project: Path) -> doctor_core.Outcome:
+    ctx = offline_context(project)
+    ctx.cache["tls"] = doctor_tls.Observed(serve_error="nothing answers in this test")
+    return doctor_tls.check_loadable(ctx)
+
+
+@pytest.mark.parametrize(
+    ("pair", "reason"),
+    [
+        (("garbage\n", "garbage\n"), "OpenSSL cannot read the pair"),
+        ("key-of-another-certificate", "privkey.pem is not the key of the first certificate"),
+    ],
+)
+def test_doctor_says_why_nginx_cannot_load_the_current_certificate(project: Path, pair, reason: str) -> None:
+    if pair == "key-of-another-certificate":
+        der, _ = make_cert()
+        _, other_key = make_cert()
+        pair = (ssl.DER_cert_to_PEM_cert(der), other_key)
+    point_current_at_pair(project, *pair)
+    outcome = loadable(project)
+    assert outcome.status == "fail", outcome
+    assert f"points at ../live/{DOMAIN}, which nginx cannot load: {reason}" in outcome.message
+    assert "placeholder" in outcome.message and "docker compose restart certbot" in (outcome.fix or "")
+
+
+def test_doctor_accepts_a_current_certificate_nginx_can_load(project: Path) -> None:
+    der, key = make_cert()
+    point_current_at_pair(project, ssl.DER_cert_to_PEM_cert(der), key)
+    assert loadable(project).status == "ok"
+    (project / "letsencrypt" / "live" / DOMAIN / "privkey.pem").unlink()
+    assert loadable(project).status == "skip"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import ipaddress
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from test_doctor import assert_valid_report, make_cert
 
 from scaffold.cli import main as cli_main
 from scaffold.doctor_tls import PLACEHOLDER_SUBJECT, cert_info, fetch_served_certificate
+from scaffold.subnets import trusted_cidrs, trusted_ranges
 
 pytestmark = pytest.mark.docker
 
@@ -226,6 +228,11 @@ def test_text_output_never_shows_a_secret(live: Stack) -> None:
 # --------------------------------------------------------------------------- .env breakages
 
 
+def good_cidrs(live: Stack) -> str:
+    """The value scaffold writes: the proxy subnet without its gateway (Docker's default, first host)."""
+    return trusted_cidrs(trusted_ranges([ipaddress.ip_network(live.env()["PROXY_SUBNET"])]))
+
+
 def test_wrong_pinned_cidr(live: Stack) -> None:
     subnet = live.env()["PROXY_SUBNET"]
     with edited_env(live, set_line("AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS", "10.99.99.0/28  # pinned")):
@@ -234,7 +241,7 @@ def test_wrong_pinned_cidr(live: Stack) -> None:
     assert result.with_status("fail") == {"trust.cidrs-cover-network"}, result
     cover = result.checks["trust.cidrs-cover-network"]
     assert subnet in cover["message"] and "Docker's network" in cover["message"]
-    assert f"AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS={subnet}  # pinned" in cover["fix"]
+    assert f"AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS={good_cidrs(live)}  # pinned" in cover["fix"]
     assert "docker compose up -d" in cover["fix"]
     broad = result.checks["trust.cidrs-not-broad"]
     assert broad["status"] == "warn" and "10.99.99.0/28 (not the proxy network)" in broad["message"]
@@ -252,8 +259,22 @@ def test_json_cidr_list(live: Stack) -> None:
     assert result.with_status("fail") == {"trust.cidrs-format"}, result
     check = result.checks["trust.cidrs-format"]
     assert "JSON" in check["message"] and "trusts no proxy" in check["message"]
-    assert f"`AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS={subnet}`" in check["fix"]
+    assert f"`AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS={good_cidrs(live)}`" in check["fix"]
     assert result.status("trust.cidrs-cover-network") == "skip"
+
+
+def test_pinned_cidr_that_trusts_the_gateway_is_a_warning(live: Stack) -> None:
+    """The whole subnet (what scaffold wrote before) trusts the Docker host; pinned, it is only named."""
+    subnet = ipaddress.ip_network(live.env()["PROXY_SUBNET"])
+    with edited_env(live, set_line("AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS", f"{subnet}  # pinned")):
+        result = doctor(live, "--offline")
+    assert result.code == 0, result
+    assert result.with_status("warn") >= {"trust.cidrs-not-broad"}, result
+    assert result.with_status("fail") == set(), result
+    check = result.checks["trust.cidrs-not-broad"]
+    assert f"gateway {subnet.network_address + 1}, which is the Docker host" in check["message"]
+    assert f"AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS={good_cidrs(live)}  # pinned" in check["fix"]
+    assert result.status("trust.cidrs-cover-network") == "ok"
 
 
 def test_env_readable_by_others(live: Stack) -> None:

@@ -2,8 +2,9 @@
 
 The module brings the stack up once (module-scoped fixture) and the tests run against it in file
 order: start-up and certificates, HTTP and ACME on port 80, what authentik sees through nginx,
-spoofed headers, WebSockets and upstream keepalive, network isolation, a forced renewal under load,
-a certbot restart, gixy and sslyze on what nginx actually runs, and last a restart of the whole stack.
+spoofed headers, WebSockets and upstream keepalive, network isolation (the Docker host is no trusted
+proxy), a forced renewal under load, a certbot restart, a certificate nginx cannot load (placeholder,
+then repaired), gixy and sslyze on what nginx actually runs, and last a restart of the whole stack.
 
 Clients run in the stand-in client image, attached only to the test-only `client` network (outside
 the trusted proxy subnet); the scripts they run are plain stdlib Python (`python3 -c`), because the
@@ -17,6 +18,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import json
+import os
 import re
 import socket
 import ssl
@@ -35,6 +37,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from stack import DOMAIN, Stack, running_stack, unique_name
 from stack import docker as docker_cli
+
+from scaffold.dockerapi import DockerNetwork
+from scaffold.subnets import gateway_of, trusted_ranges
 
 pytestmark = pytest.mark.docker
 
@@ -240,7 +245,7 @@ def curl(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedPr
     return stack.client("curl", "-sS", "--max-time", "10", *args, check=check)
 
 
-def trusted_cidrs(stack: Stack) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def trusted_networks(stack: Stack) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     value = stack.env().get("AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS") or ""
     return [ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip()]
 
@@ -498,7 +503,7 @@ def test_authentik_sees_client_host_scheme_and_trusted_proxy(
         f"nginx ({seen['peer']}) is not a trusted proxy for authentik: {seen}"
     )
     assert seen["path"] == "/api/v3/root/config/?probe=1", seen
-    assert not in_any(client_ip, trusted_cidrs(stack)), "the client must be outside the trusted subnet"
+    assert not in_any(client_ip, trusted_networks(stack)), "the client must be outside the trusted subnet"
     # A browser that leaves the port out (port 443 in its URL) still yields the public host.
     bare = echo(stack, nginx_ip, "/bare-host")
     assert bare["host"] == e2e.expected_upstream_host, bare
@@ -587,17 +592,17 @@ def test_plain_requests_reuse_upstream_connections(stack: Stack, nginx_ip: str) 
 
 def test_proxy_network_is_trusted_and_backend_is_isolated(stack: Stack, client_ip: str) -> None:
     env = stack.env()
-    cidrs = trusted_cidrs(stack)
+    cidrs = trusted_networks(stack)
     assert cidrs, f"AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS is empty in .env: {env}"
     proxy = stack.network_name("proxy")
     backend = stack.network_name("backend")
     nginx_on_proxy = stack.nginx_address("proxy")
     assert in_any(nginx_on_proxy, cidrs), f"nginx's proxy address {nginx_on_proxy} is outside {cidrs}"
-    subnets = [
-        c["Subnet"] for c in json.loads(docker_cli("network", "inspect", proxy).stdout)[0]["IPAM"]["Config"]
-    ]
+    network = proxy_network(stack)
+    subnets = [str(s) for s in network.subnets]
     assert env.get("PROXY_SUBNET") in subnets, f".env PROXY_SUBNET={env.get('PROXY_SUBNET')} vs {subnets}"
-    assert all(str(c) in subnets for c in cidrs), f"trusted CIDRs {cidrs} are not the proxy subnets {subnets}"
+    expected = trusted_ranges(network.subnets, network.gateways)
+    assert cidrs == expected, f"trusted CIDRs {cidrs} are not the proxy subnets {subnets} without gateways"
 
     server = stack.inspect("server")
     assert proxy in server["NetworkSettings"]["Networks"], f"server is not on {proxy}"
@@ -633,6 +638,51 @@ def test_proxy_network_is_trusted_and_backend_is_isolated(stack: Stack, client_i
         f"the server cannot reach PostgreSQL at {pg_ip}:5432: {from_server}"
     )
     assert pg_ip in from_server.get("resolves_to", []), from_server
+
+
+def proxy_network(stack: Stack) -> DockerNetwork:
+    """The proxy network as Docker reports it (subnets, and gateways where Docker names them)."""
+    return DockerNetwork.from_api(
+        json.loads(docker_cli("network", "inspect", stack.network_name("proxy")).stdout)[0]
+    )
+
+
+# From the Docker host's network namespace (`docker run --network host`, as Home Assistant runs):
+# a plain HTTP request straight to authentik's address on the proxy network, with forged headers.
+HOST_REQUEST = r"""
+import json, sys, urllib.request
+request = urllib.request.Request(f"http://{sys.argv[1]}:9000/from-the-docker-host", headers={
+    "Host": sys.argv[2], "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"})
+print(urllib.request.urlopen(request, timeout=10).read().decode())
+"""
+
+
+def test_docker_host_is_not_a_trusted_proxy_but_nginx_is(e2e: Bringup, nginx_ip: str, client_ip: str) -> None:
+    """The proxy network's gateway is the Docker host: whatever runs there (every `network_mode:
+    host` container too) reaches authentik from the gateway address and must not be believed."""
+    stack = e2e.stack
+    network = proxy_network(stack)
+    gateway = str(gateway_of(network.subnets[0], network.gateways))
+    server = stack.inspect("server")["NetworkSettings"]["Networks"][stack.network_name("proxy")]
+    name = f"{stack.project}-hostnet-{unique_name('h')}"
+    try:
+        result = docker_cli(
+            "run", "--rm", "--name", name, "--network", "host", "--entrypoint", "python3",
+            stack.images.client, "-c", HOST_REQUEST, server["IPAddress"], e2e.public_host, timeout=60,
+        )  # fmt: skip
+    finally:
+        docker_cli("rm", "-f", name, check=False)
+    seen = json.loads(result.stdout)
+    assert seen["peer"] == gateway, f"expected the request from the gateway {gateway}: {seen}"
+    assert seen["trusted_peer"] is False, f"authentik trusts the Docker host ({gateway}): {seen}"
+    assert seen["client_ip"] == gateway, f"the Docker host chose the client address {seen['client_ip']}"
+    assert seen["scheme"] == "http", f"the Docker host chose the scheme {seen['scheme']!r}"
+    # nginx, on the same network, is still believed.
+    through_nginx = echo(
+        stack, nginx_ip, "/through-nginx", "X-Forwarded-For: 203.0.113.7", host=e2e.public_host
+    )
+    assert through_nginx["trusted_peer"] is True, through_nginx
+    assert through_nginx["client_ip"] == client_ip, through_nginx
 
 
 def test_only_nginx_publishes_host_ports(stack: Stack) -> None:
@@ -743,6 +793,81 @@ def test_certbot_restart_requests_no_new_certificate(stack: Stack) -> None:
     assert served_certificate(stack).serial_number == serial, "the served certificate changed"
     assert nginx_state(stack) == state_before, "nginx restarted"
     stack.wait_healthy(("certbot",), timeout=60)
+
+
+# --------------------------------------------------------------------------- 8b. a certificate nobody checked
+
+
+def test_unloadable_certificate_falls_back_to_the_placeholder_and_certbot_repairs_it(stack: Stack) -> None:
+    """Garbage in live/<domain>/{fullchain,privkey}.pem (certbot's renewal file stays), `current`
+    pointing at it. nginx restarted: it must start with the placeholder and say why, port 80 stays up
+    so HTTP-01 works, doctor names the reason; a certbot restart replaces the lineage and nginx
+    reloads to the new certificate. (Before: nginx looped on "cannot load certificate".) Runs before the
+    whole-stack restart, which restarts pebble too and so forgets certbot's ACME account."""
+    from polling import wait_for
+
+    from scaffold.doctor import run_doctor
+
+    live = stack.dir / "letsencrypt" / "live" / DOMAIN
+    assert os.readlink(stack.dir / "letsencrypt" / "scaffold" / "current") == f"../live/{DOMAIN}"
+    old_serial = served_certificate(stack).serial_number
+    for name in ("fullchain.pem", "privkey.pem"):
+        (live / name).write_text("garbage\n")  # through certbot's links, into its archive
+    assert (stack.dir / "letsencrypt" / "renewal" / f"{DOMAIN}.conf").exists()
+    nginx_logs_before = stack.logs("nginx")
+
+    def context() -> str:
+        return stack.compose("logs", "--tail", "40", "nginx", "certbot").stdout
+
+    stack.compose("restart", "nginx")
+
+    def served_placeholder(want: bool) -> x509.Certificate | None:
+        cert = served_certificate(stack)
+        return cert if (common_name(cert.subject) == PLACEHOLDER_CN) == want else None
+
+    placeholder = wait_for(
+        lambda: served_placeholder(True),
+        "nginx to serve the placeholder after a restart onto an unloadable certificate",
+        timeout=30,
+        context=context,
+    )
+    assert common_name(placeholder.subject) == PLACEHOLDER_CN
+    data = stack.inspect("nginx")
+    assert data["State"]["Running"] and data["RestartCount"] == 0, data["State"]
+    new_logs = stack.logs("nginx")[len(nginx_logs_before) :]
+    assert "NOT serving /etc/letsencrypt/scaffold/current" in new_logs, new_logs
+    assert "nginx cannot load it (cannot load certificate" in new_logs, new_logs
+
+    # Port 80 answers, so an HTTP-01 challenge can repair it.
+    nginx_ip = stack.nginx_address()
+    token, content = f"e2e-{unique_name('t')}", f"repair-{unique_name('c')}"
+    challenge_dir = "/var/www/acme/.well-known/acme-challenge"
+    stack.exec("certbot", "sh", "-c", f"mkdir -p {challenge_dir} && echo {content} > {challenge_dir}/{token}")
+    try:
+        url = f"http://{DOMAIN}/.well-known/acme-challenge/{token}"
+        assert curl(stack, "--resolve", f"{DOMAIN}:80:{nginx_ip}", url).stdout == f"{content}\n"
+    finally:
+        stack.exec("certbot", "rm", "-f", f"{challenge_dir}/{token}", check=False)
+
+    report = {result.id: result for result in run_doctor(stack.dir).results}
+    loadable = report["tls.certificate-loadable"]
+    assert loadable.status == "fail", loadable
+    assert "nginx cannot load: OpenSSL cannot read the pair" in loadable.message, loadable
+    assert "nginx serves the self-signed placeholder instead" in loadable.message, loadable
+
+    certbot_logs_before = stack.logs("certbot")
+    stack.compose("restart", "certbot")
+    repaired = wait_for(
+        lambda: served_placeholder(False),
+        "certbot to replace the broken lineage and nginx to reload",
+        timeout=90,
+        context=context,
+    )
+    assert common_name(repaired.issuer).startswith("Pebble Intermediate CA"), describe(repaired)
+    assert repaired.serial_number != old_serial
+    certbot_new = stack.logs("certbot")[len(certbot_logs_before) :]
+    assert "is unusable (fullchain.pem holds no certificate that parses): moved it to" in certbot_new
+    assert stack.inspect("nginx")["RestartCount"] == 0
 
 
 # --------------------------------------------------------------------------- 9./10. gixy and sslyze

@@ -20,6 +20,8 @@ from stack import DOMAIN, Stack, running_stack, unique_name
 from stack import docker as docker_cli
 from test_e2e_stack import curl, upstream_sockets
 
+from scaffold.subnets import trusted_cidrs, trusted_ranges
+
 pytestmark = pytest.mark.docker
 
 
@@ -82,8 +84,9 @@ def ipv6_network_problem() -> str | None:
 def test_ipv6_variant(tmp_path: Path, standin_images) -> None:
     """enable_ipv6=true: the proxy network is dual-stack and authentik trusts both of its subnets.
 
-    Always checked: .env has both subnets and trusts exactly them, `docker compose config` gives the
-    proxy network `enable_ipv6: true` with both subnets, nginx listens on [::]:80 and [::]:443.
+    Always checked: .env has both subnets and trusts them without their gateways, `docker compose
+    config` gives the proxy network `enable_ipv6: true` with both subnets, nginx listens on [::]:80
+    and [::]:443.
     Where the daemon can create IPv6 networks (Debian's docker 20.10 can, for user-defined bridges,
     without `experimental`/ip6tables, which only matter for NAT to the outside), the stack runs:
     nginx and the server get addresses in the IPv6 subnet, nginx reaches authentik over both
@@ -98,8 +101,9 @@ def test_ipv6_variant(tmp_path: Path, standin_images) -> None:
         v6_net = ipaddress.ip_network(v6)
         assert v6_net.version == 6 and v6_net.subnet_of(ipaddress.ip_network("fc00::/7")), v6
         cidrs = [c.strip() for c in (env.get("AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS") or "").split(",")]
-        assert sorted(cidrs) == sorted([v4, v6]), (
-            f"trusted CIDRs {cidrs} are not the proxy subnets {v4}, {v6}"
+        expected = trusted_cidrs(trusted_ranges([ipaddress.ip_network(v4), v6_net])).split(",")
+        assert cidrs == expected, (
+            f"trusted CIDRs {cidrs} are not the proxy subnets {v4}, {v6} without gateways"
         )
         config = json.loads(stack.compose("config", "--format", "json").stdout)
         proxy = config["networks"]["proxy"]

@@ -13,9 +13,13 @@ from scaffold.subnets import (
     Occupied,
     check_user_subnet,
     choose_free,
+    gateway_of,
     parse_subnet,
     parse_trusted_cidrs,
     trusted_cidrs,
+    trusted_gateways,
+    trusted_ranges,
+    uncovered,
     v4_candidates,
     v6_candidates,
 )
@@ -108,3 +112,56 @@ def test_parse_trusted_cidrs_like_authentik_skips_json_and_junk():
     networks, skipped = parse_trusted_cidrs(" 10.1.2.0/28 , nonsense,fd00::/64")
     assert [str(n) for n in networks] == ["10.1.2.0/28", "fd00::/64"]
     assert skipped == ["nonsense"]
+
+
+# --- what authentik trusts: the proxy network without its gateway (the Docker host) -------------
+
+
+def ips(*texts: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return [ipaddress.ip_address(t) for t in texts]
+
+
+def covered_addresses(ranges) -> set:
+    return {address for item in ranges for address in item}
+
+
+def test_trusted_ranges_leave_out_only_the_default_gateway():
+    subnet = ipaddress.ip_network("10.203.7.0/28")
+    ranges = trusted_ranges([subnet])
+    assert trusted_cidrs(ranges) == "10.203.7.0/32,10.203.7.2/31,10.203.7.4/30,10.203.7.8/29"
+    assert covered_addresses(ranges) == set(subnet) - {ipaddress.ip_address("10.203.7.1")}
+
+
+def test_trusted_ranges_follow_the_gateway_docker_reports():
+    """A pre-existing network whose gateway is not the first host: that address is left out."""
+    subnet = ipaddress.ip_network("192.168.77.0/24")
+    ranges = trusted_ranges([subnet], ips("192.168.77.254", "10.0.0.1"))
+    assert covered_addresses(ranges) == set(subnet) - set(ips("192.168.77.254"))
+    assert ipaddress.ip_address("192.168.77.1") in covered_addresses(ranges)
+
+
+def test_trusted_ranges_for_an_ipv6_64_are_64_cidrs_without_the_gateway():
+    v4, v6 = ipaddress.ip_network("10.1.2.0/28"), ipaddress.ip_network("fd12:3456:789a:1::/64")
+    ranges = trusted_ranges([v4, v6])
+    v6_ranges = [r for r in ranges if r.version == 6]
+    assert len(v6_ranges) == 64
+    assert not any(ipaddress.ip_address("fd12:3456:789a:1::1") in r for r in v6_ranges)
+    assert sum(r.num_addresses for r in v6_ranges) == v6.num_addresses - 1
+    # authentik's parser (split on commas) reads every entry back.
+    networks, skipped = parse_trusted_cidrs(trusted_cidrs(ranges))
+    assert networks == ranges and skipped == []
+
+
+def test_default_gateway_is_the_first_host_as_with_docker():
+    assert gateway_of(ipaddress.ip_network("10.1.2.16/28")) == ipaddress.ip_address("10.1.2.17")
+    v6 = ipaddress.ip_network("fd00:1::/64")
+    assert gateway_of(v6, ips("10.0.0.1")) == ipaddress.ip_address("fd00:1::1")
+
+
+def test_coverage_counts_the_union_of_the_trusted_cidrs():
+    ranges = trusted_ranges([ipaddress.ip_network("10.1.2.0/28")])
+    halves = [ipaddress.ip_network("10.1.2.0/29"), ipaddress.ip_network("10.1.2.8/29")]
+    assert uncovered(ranges, halves) == []
+    assert uncovered(ranges, halves[:1]) == [ipaddress.ip_network("10.1.2.8/29")]
+    assert trusted_gateways(halves, ips("10.1.2.1")) == ips("10.1.2.1")
+    assert trusted_gateways(ranges, ips("10.1.2.1")) == []

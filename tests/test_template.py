@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from stack import DOMAIN, REPO_ROOT, docker, generate, unique_name
 
 from scaffold.cli import main
+from scaffold.subnets import trusted_cidrs, trusted_ranges
 
 VARIANTS = {
     "defaults": {},
@@ -92,7 +93,9 @@ def test_networks_isolate_the_database_and_pin_the_proxy_subnet(rendered):
     subnets = [entry["subnet"] for entry in config["networks"]["proxy"]["ipam"]["config"]]
     expected = [env["PROXY_SUBNET"]] + ([env["PROXY_SUBNET_V6"]] if name == "ipv6" else [])
     assert subnets == expected
-    assert env["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"] == ",".join(expected)
+    # The proxy subnets without their gateway (the Docker host): see scaffold.subnets.trusted_ranges.
+    ranges = trusted_ranges(ipaddress.ip_network(subnet) for subnet in expected)
+    assert env["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"] == trusted_cidrs(ranges)
     assert bool(config["networks"]["proxy"].get("enable_ipv6")) == (name == "ipv6")
     if name == "pinned-subnet":
         assert env["PROXY_SUBNET"] == "10.222.77.0/28"
@@ -243,7 +246,11 @@ def _self_signed(directory: Path) -> None:
 
 @pytest.mark.docker
 def test_nginx_accepts_the_generated_configuration(rendered, standin_images):
-    """`nginx -t` in a real nginx, with the stack's mounts and a certificate where certbot puts it."""
+    """`nginx -t` in a real nginx, with the stack's mounts and a certificate where certbot puts it.
+
+    Through the image's entrypoint, as the stack starts nginx: its entrypoint.d scripts choose the
+    certificate nginx reads (snippets/tls.conf).
+    """
     name, project = rendered
     letsencrypt = project / "letsencrypt"
     _self_signed(letsencrypt / "scaffold" / "placeholder")
@@ -254,6 +261,10 @@ def test_nginx_accepts_the_generated_configuration(rendered, standin_images):
         ("nginx/snippets", "/etc/nginx/snippets"),
         ("nginx/custom", "/etc/nginx/custom"),
         ("letsencrypt", "/etc/letsencrypt"),
+        *(
+            (f"nginx/entrypoint.d/{script}", f"/docker-entrypoint.d/{script}")
+            for script in ("40-scaffold-wait-for-certificate.sh", "50-scaffold-reload-on-renewal.sh")
+        ),
     ):
         mounts += ["-v", f"{project / local}:{inside}:ro"]
     network = []

@@ -9,15 +9,18 @@ previous release (which did not ask these questions) updates to this one without
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 from templaterepo import edit, git, make_template_repo, release
 from test_update import commit, new_project, snapshot, user_edits
 
 from scaffold.cli import main
+from scaffold.subnets import trusted_cidrs, trusted_ranges
 
 RANGES = "template/nginx/snippets/cloudflare-ranges.conf"
 # The last release without web_path / upstream_proxies, as `git archive v1.0.0 copier.yml template
@@ -133,8 +136,15 @@ def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, 
         if item.name != ".git":
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, repo / item.name)
     release(repo, "v2.0.0")
+    # v1.0.0's scaffold trusted the whole proxy subnet, gateway (the Docker host) included.
+    env = project / ".env"
+    subnet = dotenv_values(env)["PROXY_SUBNET"]
+    trusted = dotenv_values(env)["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"]
+    env.write_text(env.read_text().replace(f"PROXY_CIDRS={trusted}\n", f"PROXY_CIDRS={subnet}\n"))
 
     assert main(["update", str(project)]) == 0, capsys.readouterr().err
+    migrated = dotenv_values(env)["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"]
+    assert migrated == trusted_cidrs(trusted_ranges([ipaddress.ip_network(subnet)])), migrated
     status = git(project, "status", "--porcelain")
     assert "<<<<<<<" not in "".join(p.read_text() for p in project.rglob("*.conf")), status
     assert not list(project.rglob("*.rej")), status

@@ -32,6 +32,8 @@ $HELPER placeholder || exit 1
 
 obtain() {
     $HELPER wait-for-webroot || log "nginx does not serve the webroot yet; trying anyway"
+    # A lineage whose files are unusable (the helper says why) cannot be renewed: out of the way.
+    $HELPER set-aside-unusable
     # --force-renewal only when the existing certificate came from another CA
     # (e.g. after switching from letsencrypt-staging to letsencrypt).
     extra=""

@@ -6,13 +6,20 @@ renewals. nginx reads the certificate through the `current` link, which points e
 the self-signed placeholder or at certbot's live lineage; every change of certificate writes
 a new value to the `generation` file, which nginx's watcher turns into a checked reload.
 
+`current` is only ever pointed at a usable pair (`pair_problem`): the chain and the key parse,
+the key matches the leaf, the leaf names $DOMAIN and is in date. Files on disk are not trusted
+because certbot wrote them once: a lineage can be truncated, edited or copied in by hand.
+
 Commands:
   placeholder        make the placeholder (if needed) and make sure `current` points somewhere
   wait-for-webroot   wait until nginx serves a test file from the ACME webroot
-  has-certificate    exit 0 when a certificate from $ACME_SERVER exists for $DOMAIN
   needs-new-ca       exit 0 when the certificate on disk comes from another ACME server
-  activate           (certbot's deploy hook) point `current` at $RENEWED_LINEAGE, signal nginx
-  activate-existing  point `current` at the existing lineage if it does not already
+  set-aside-unusable move a lineage certbot cannot renew (files that do not parse, match or name
+                     $DOMAIN) to scaffold/set-aside/, so that certbot requests a new certificate
+  has-certificate    exit 0 when $DOMAIN has a certificate from $ACME_SERVER that `certbot renew`
+                     can work with (usable but perhaps expired)
+  activate           (certbot's deploy hook) point `current` at $RENEWED_LINEAGE if usable, signal nginx
+  activate-existing  point `current` at the existing lineage if it does not already and it is usable
 """
 
 from __future__ import annotations
@@ -52,11 +59,70 @@ def has_lineage(name: str) -> bool:
     return (live / "fullchain.pem").exists() and (live / "privkey.pem").exists()
 
 
+def name_matches(pattern: str, name: str) -> bool:
+    """RFC 6125: exact, or a `*.` wildcard covering exactly one leftmost label."""
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern == name:
+        return True
+    head, _, rest = name.partition(".")
+    return pattern.startswith("*.") and bool(head) and rest == pattern[2:]
+
+
+def pair_problem(directory: Path, name: str, *, check_dates: bool = True) -> str | None:
+    """Why the fullchain.pem/privkey.pem pair in `directory` must not be served for `name`; None if usable.
+
+    `check_dates=False` asks only whether certbot can still renew the lineage (it renews expired ones).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        chain_pem = (directory / "fullchain.pem").read_bytes()
+        key_pem = (directory / "privkey.pem").read_bytes()
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc}: {exc.filename})"
+    try:
+        chain = x509.load_pem_x509_certificates(chain_pem)
+    except ValueError:
+        return "fullchain.pem holds no certificate that parses"
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        return "privkey.pem holds no unencrypted private key that parses"
+    leaf = chain[0]
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        return "privkey.pem is not the key of the first certificate in fullchain.pem"
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    if not any(name_matches(pattern, name) for pattern in names):
+        return f"the certificate is for {', '.join(names) or 'no DNS name'}, not {name}"
+    if not check_dates:
+        return None
+    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 (runs on the certbot image's Python)
+    if now < leaf.not_valid_before_utc:
+        return f"the certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    if now >= leaf.not_valid_after_utc:
+        return f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
+def usable(directory: Path, what: str) -> bool:
+    """True when the pair in `directory` may be served; otherwise say why in certbot's log."""
+    problem = pair_problem(directory, domain())
+    if problem is not None:
+        log(f"not serving {what}: {problem}")
+    return problem is None
+
+
 def lineage_server(name: str) -> str | None:
     """The ACME directory a lineage renews against, from certbot's renewal config."""
     conf = LETSENCRYPT / "renewal" / f"{name}.conf"
     try:
-        lines = conf.read_text().splitlines()
+        lines = conf.read_bytes().decode("utf-8", errors="replace").splitlines()
     except OSError:
         return None
     for line in lines:
@@ -122,18 +188,25 @@ def make_placeholder() -> None:
     log(f"created a self-signed placeholder certificate for {domain()}")
 
 
+def current_target() -> str:
+    return os.readlink(CURRENT) if CURRENT.is_symlink() else "nothing"
+
+
 def cmd_placeholder() -> int:
+    """At certbot's start: `current` must point at a usable pair, the lineage or else the placeholder."""
     STATE.mkdir(parents=True, exist_ok=True)
-    if (CURRENT / "fullchain.pem").exists() and (CURRENT / "privkey.pem").exists():
+    if CURRENT.exists() and pair_problem(CURRENT, domain()) is None:
         return 0
-    if has_lineage(domain()):
+    if CURRENT.is_symlink():
+        usable(CURRENT, f"{CURRENT} (-> {current_target()})")
+    if has_lineage(domain()) and usable(lineage_dir(domain()), f"certbot's lineage {lineage_dir(domain())}"):
         point_current_at(f"../live/{domain()}")
         signal_nginx("existing certificate")
         return 0
-    if not ((PLACEHOLDER / "fullchain.pem").exists() and (PLACEHOLDER / "privkey.pem").exists()):
+    if pair_problem(PLACEHOLDER, domain()) is not None:
         make_placeholder()
-    point_current_at("placeholder")
-    signal_nginx("placeholder")
+    if point_current_at("placeholder") or not GENERATION.exists():
+        signal_nginx("placeholder")
     return 0
 
 
@@ -168,8 +241,11 @@ def cmd_wait_for_webroot() -> int:
 
 
 def cmd_has_certificate() -> int:
+    """A lineage `certbot renew` can work with: from this CA, its files usable but for their dates."""
     name = domain()
-    return 0 if has_lineage(name) and lineage_server(name) == os.environ["ACME_SERVER"] else 1
+    if not has_lineage(name) or lineage_server(name) != os.environ["ACME_SERVER"]:
+        return 1
+    return 1 if pair_problem(lineage_dir(name), name, check_dates=False) else 0
 
 
 def cmd_needs_new_ca() -> int:
@@ -178,8 +254,40 @@ def cmd_needs_new_ca() -> int:
     return 0 if has_lineage(name) and server is not None and server != os.environ["ACME_SERVER"] else 1
 
 
+def cmd_set_aside_unusable() -> int:
+    """Move a lineage whose files do not parse, match or name the domain out of certbot's way.
+
+    certbot cannot renew it (it reads the old key, and fails), nor request a new one under the same
+    name while it exists. Kept, not deleted, under scaffold/set-aside/ for whoever wants to know how
+    it got there.
+    """
+    name = domain()
+    if not has_lineage(name):
+        return 0
+    problem = pair_problem(lineage_dir(name), name, check_dates=False)
+    if problem is None:
+        return 0
+    if CURRENT.is_symlink() and os.readlink(CURRENT) == f"../live/{name}":
+        cmd_placeholder()  # points nginx away from it first
+    aside = STATE / "set-aside" / f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    aside.mkdir(parents=True, exist_ok=True)
+    moves = (
+        (lineage_dir(name), "live"),
+        (LETSENCRYPT / "archive" / name, "archive"),
+        (LETSENCRYPT / "renewal" / f"{name}.conf", "renewal.conf"),
+    )
+    for source, target in moves:
+        if source.exists() or source.is_symlink():
+            os.replace(source, aside / target)
+    log(f"certbot's lineage for {name} is unusable ({problem}): moved it to {aside}; requesting a new one")
+    return 0
+
+
 def cmd_activate() -> int:
     lineage = Path(os.environ.get("RENEWED_LINEAGE") or lineage_dir(domain()))
+    if not usable(lineage, f"the new certificate {lineage}"):
+        log(f"`current` stays at {current_target()}; nginx keeps serving what it serves")
+        return 1
     point_current_at(f"../live/{lineage.name}")
     signal_nginx(f"certificate {lineage.name}")
     return 0
@@ -187,7 +295,9 @@ def cmd_activate() -> int:
 
 def cmd_activate_existing() -> int:
     name = domain()
-    if has_lineage(name) and (point_current_at(f"../live/{name}") or not GENERATION.exists()):
+    if not has_lineage(name) or pair_problem(lineage_dir(name), name) is not None:
+        return 0  # has-certificate or the deploy hook already said why
+    if point_current_at(f"../live/{name}") or not GENERATION.exists():
         signal_nginx(f"certificate {name}")
     return 0
 
@@ -197,6 +307,7 @@ COMMANDS = {
     "wait-for-webroot": cmd_wait_for_webroot,
     "has-certificate": cmd_has_certificate,
     "needs-new-ca": cmd_needs_new_ca,
+    "set-aside-unusable": cmd_set_aside_unusable,
     "activate": cmd_activate,
     "activate-existing": cmd_activate_existing,
 }
@@ -206,7 +317,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in COMMANDS:
         print(__doc__, file=sys.stderr)
         return 2
-    return COMMANDS[argv[0]]()
+    try:
+        return COMMANDS[argv[0]]()
+    except OSError as exc:  # e.g. `current` made a directory by hand, a read-only volume
+        log(f"{argv[0]} failed: {exc.strerror or exc}: {exc.filename or ''} (fix it, then restart certbot)")
+        return 1
 
 
 if __name__ == "__main__":

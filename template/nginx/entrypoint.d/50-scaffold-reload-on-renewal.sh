@@ -7,10 +7,19 @@
 set -eu
 
 signal=/etc/letsencrypt/scaffold/generation
+# Points nginx at the new certificate only when nginx can load it (see that script).
+choose=/docker-entrypoint.d/40-scaffold-wait-for-certificate.sh
 interval=${SCAFFOLD_CERT_CHECK_SECONDS:-5}
+case $interval in
+'' | *[!0-9]* | 0)
+    echo "$0: SCAFFOLD_CERT_CHECK_SECONDS='$interval' is not a whole number of seconds; using 5" >&2
+    interval=5
+    ;;
+esac
 
+# certbot writes one short line; never more than its first 100 bytes end up in the log.
 read_signal() {
-    cat "$signal" 2>/dev/null || true
+    head -c 100 "$signal" 2>/dev/null || true
 }
 
 watch_certificate() {
@@ -19,6 +28,16 @@ watch_certificate() {
     while sleep "$interval"; do
         current=$(read_signal)
         [ "$current" = "$seen" ] && continue
+        # certbot checks a certificate before it signals; this catches files changed since.
+        if ! problem=$(sh "$choose" current); then
+            if [ "$failed" != "$current" ]; then
+                echo "scaffold: new certificate (generation $current) NOT loaded: nginx cannot load" \
+                    "/etc/letsencrypt/scaffold/current ($problem). nginx keeps serving the certificate" \
+                    "it has; certbot's log says where the files came from: 'docker compose logs certbot'." >&2
+                failed=$current
+            fi
+            continue
+        fi
         if output=$(nginx -t 2>&1); then
             if nginx -s reload; then
                 echo "scaffold: new certificate (generation $current): nginx reloaded"
@@ -27,6 +46,7 @@ watch_certificate() {
             fi
         elif [ "$failed" != "$current" ]; then
             # Said once per new certificate; retried every interval until the config is fixed.
+            # The certificate loads on its own (checked above): the configuration is what fails.
             echo "scaffold: new certificate (generation $current) NOT loaded: 'nginx -t' fails:" >&2
             echo "$output" >&2
             echo "scaffold: fix the configuration; nginx reloads as soon as 'nginx -t' passes." >&2
