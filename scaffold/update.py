@@ -25,7 +25,7 @@ from scaffold.answers import Answers, load_answers
 from scaffold.errors import EXIT_FAILED, EXIT_OK, ProjectError, TemplateError, UsageError
 from scaffold.gitutil import conflicted_files, dirty_paths, git, is_repo_root, tracked_files
 from scaffold.layout import ProjectLayout
-from scaffold.newproject import check_data_keys, is_url, template_questions
+from scaffold.newproject import check_data_keys, is_url, missing_stack_keys, template_questions
 from scaffold.releases import is_known_line, is_supported, parse_version, skipped_lines
 
 #: Exit code when the update was applied but left conflicts or problems to resolve.
@@ -323,6 +323,14 @@ def run_update_command(opts: UpdateOptions) -> int:
 
     _run_copier_update(opts.project_dir, plan, opts.conflict)
     attention = run_template_detect(opts.project_dir) != 0
+    missing = missing_stack_keys(opts.project_dir)
+    if missing:  # never report a project ready that `docker compose up` would refuse
+        attention = True
+        output.status(
+            "fail",
+            f".env lacks {', '.join(missing)}, which compose.yaml needs: fix what the "
+            "messages above name, then run `scaffold detect`",
+        )
     conflicts = (
         conflicted_files(opts.project_dir)
         if opts.conflict == "inline"
