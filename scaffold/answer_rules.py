@@ -280,10 +280,6 @@ def _check_subnet_answer(value: str, version: int) -> None:
     kind = "an IPv4 CIDR" if version == 4 else "a unique-local IPv6 CIDR"
     if value == "auto":
         return
-    if "/" not in value:
-        raise AnswerProblem(
-            f"{shown(value)} has no prefix length", f"use 'auto' or a CIDR such as {example}."
-        )
     other = 6 if version == 4 else 4
     try:
         _parse_network(value, other)
@@ -302,6 +298,10 @@ def _check_subnet_answer(value: str, version: int) -> None:
         raise AnswerProblem(
             f"{shown(value)} is not {kind} ({exc})", f"use 'auto' or a form such as {example}."
         ) from None
+    if "/" not in value:
+        raise AnswerProblem(
+            f"{shown(value)} has no prefix length", f"use 'auto' or a CIDR such as {example}."
+        )
     try:
         check_proxy_network(network, as_written=shown(value))
     except AnswerProblem as problem:
@@ -449,7 +449,7 @@ def check_smtp_password(value: str, *, smtp_enabled: bool = True) -> None:
 
 
 def check_smtp_from(value: str, *, smtp_enabled: bool = True) -> None:
-    if smtp_enabled and not re.fullmatch(_SENDER, value):
+    if smtp_enabled and (_has_control_characters(value) or not re.fullmatch(_SENDER, value)):
         raise AnswerProblem(
             f"{shown(value)} is not a sender address",
             "use a form such as authentik@example.com or 'authentik <authentik@example.com>' (put a name "
