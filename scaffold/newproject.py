@@ -148,7 +148,7 @@ def check_stack_env(project: Path) -> None:
         raise ProjectError(
             f"{project / '.env'} lacks {', '.join(missing)}, which compose.yaml needs: "
             "`docker compose up` would stop there (the files are kept)",
-            hint=f"fix what the messages above name, then run `scaffold detect` in {project}",
+            hint=f"correct what the hook's messages above name, then run `scaffold detect` in {project}",
         )
 
 

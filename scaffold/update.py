@@ -328,7 +328,7 @@ def run_update_command(opts: UpdateOptions) -> int:
         attention = True
         output.status(
             "fail",
-            f".env lacks {', '.join(missing)}, which compose.yaml needs: fix what the "
+            f".env lacks {', '.join(missing)}, which compose.yaml needs: correct what the "
             "messages above name, then run `scaffold detect`",
         )
     conflicts = (

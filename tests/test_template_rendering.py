@@ -185,6 +185,20 @@ VALID_ANSWERS = st.fixed_dictionaries(
 )
 
 
+EXAMPLE_ANSWERS = {
+    **VALID_TEXT_ANSWERS,
+    "acme_accept_no_email": False,
+    "upstream_scheme": "https",
+    "enable_ipv6": False,
+    "http_port": 80,
+    "https_port": 443,
+    "smtp_enabled": False,
+    "smtp_security": "starttls",
+    "smtp_port": 587,
+    "outpost_docker_socket": False,
+}
+
+
 def _render(jinja_env, relative: str, answers: dict) -> str:
     return jinja_env.get_template(f"template/{relative}").render(answers)
 
@@ -242,3 +256,13 @@ def test_every_valid_answer_reaches_each_generated_file_unchanged(jinja_env, ans
     assert f"`{answers['acme_server']}`" in readme
     if not proxies.empty:
         assert f"`upstream_proxies`: `{proxies.listed}`" in readme
+
+
+@pytest.mark.parametrize(
+    "project_name", ["2024", "null", "true", "1e3", "0x1f", "007", "yes", "off", "1_000"]
+)
+def test_project_name_stays_a_string_in_compose_yaml(jinja_env, project_name):
+    """Review item 7: an unquoted `name: 007` is a number to YAML, and Compose refuses the file."""
+    assert problem_with("project_name", project_name) == ""
+    answers = {**EXAMPLE_ANSWERS, "project_name": project_name}
+    assert yaml.safe_load(_render(jinja_env, "compose.yaml.jinja", answers))["name"] == project_name
