@@ -13,10 +13,11 @@ filters at the end (`compose_string` for compose.yaml). Whole-string matching ev
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -486,6 +487,28 @@ def problem_with(question: str, value: Any, **answers: Any) -> str:
     except AnswerProblem as problem:
         return str(problem)
     return ""
+
+
+def answer_problems(answers: Mapping[str, Any]) -> dict[str, str]:
+    """What is wrong with each answer of an answers file (only those with a problem). copier drops
+    such an answer without a word on update and takes the default, so scaffold asks first."""
+    found = {}
+    for question, rule in RULES.items():
+        if question not in answers:
+            continue
+        parameters = inspect.signature(rule).parameters.values()
+        depends_on = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        if any(name not in answers for name in depends_on):
+            continue
+        try:
+            problem = problem_with(
+                question, answers[question], **{name: answers[name] for name in depends_on}
+            )
+        except (TypeError, ValueError) as exc:  # a hand-edited value of the wrong type
+            problem = f"{shown(answers[question])} cannot be read ({exc})"
+        if problem:
+            found[question] = problem
+    return found
 
 
 # --- Quoting for the generated files ----------------------------------------------------------

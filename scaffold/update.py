@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scaffold import output
+from scaffold.answer_rules import answer_problems
 from scaffold.answers import Answers, load_answers
 from scaffold.errors import EXIT_FAILED, EXIT_OK, ProjectError, TemplateError, UsageError
 from scaffold.gitutil import conflicted_files, dirty_paths, git, is_repo_root, tracked_files
@@ -130,6 +131,16 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
     source = str(answers.src_path)
     tags = template_tags(source)
     check_data_keys(opts.data, template_questions(source))
+    stale = {
+        key: problem for key, problem in answer_problems(answers.raw or {}).items() if key not in opts.data
+    }
+    if stale:  # copier would silently replace them with the defaults
+        raise UsageError(
+            "the answers file holds answers this template refuses: " + "; ".join(stale.values()),
+            hint="give each a valid value: "
+            + " ".join(f"--data {key}=..." for key in stale)
+            + " (or restore the answers file from git)",
+        )
 
     current = answers.commit
     target_ref = opts.to_ref

@@ -21,6 +21,7 @@ from scaffold.answer_rules import (
     ULA,
     V4_PREFIX_RANGE,
     V6_PREFIX_RANGE,
+    answer_problems,
     compose_string,
     default_project_name,
     parse_upstream_proxies,
@@ -395,3 +396,19 @@ def test_compose_string_reads_back_as_the_value_with_dollars_doubled(value):
     import yaml
 
     assert yaml.safe_load(f"key: {compose_string(value)}\n") == {"key": value.replace("$", "$$")}
+
+
+def test_answer_problems_names_every_bad_answer_of_an_answers_file_with_its_dependencies():
+    answers = {
+        "domain": "sso.example.test",
+        "upstream_proxies": "::1:",
+        "enable_ipv6": False,
+        "proxy_subnet_v6": "fd::::/64",  # IPv6 off: not checked, as copier would not
+        "smtp_enabled": True,
+        "smtp_port": "abc",  # hand-edited, wrong type
+        "_src_path": "/somewhere",
+    }
+    problems = answer_problems(answers)
+    assert set(problems) == {"upstream_proxies", "smtp_port"}
+    assert "'::1:' is not an IPv6 address" in problems["upstream_proxies"]
+    assert "'abc' cannot be read" in problems["smtp_port"]

@@ -361,6 +361,41 @@ def test_bad_network_answer_to_an_existing_project_is_refused_and_nothing_change
     assert _project_files(existing_project) == before
 
 
+def test_update_names_an_answer_the_previous_release_let_through_instead_of_dropping_it(tmp_path, capsys):
+    """The previous release's Jinja validator accepted `proxy_subnet=010.1.2.0/28`; scaffold new now
+    says the project is not ready (its .env lacks the subnet). copier would replace the answer with
+    the default without a word on update: scaffold names it, and a new value repairs the project."""
+    import shutil
+
+    from templaterepo import make_template_repo, release
+    from test_update_proxies import _previous_release_repo
+
+    repo = _previous_release_repo(tmp_path / "template")
+    project = tmp_path / "sso"
+    answers = [f"project_name={unique_name('st')}", "proxy_subnet=010.1.2.0/28"]
+    argv = ["new", str(project), "--defaults", "--template", str(repo), "--vcs-ref", "v1.0.0"]
+    for item in ["domain=sso.example.test", "acme_email=admin@example.test", *answers]:
+        argv += ["--data", item]
+    assert main(argv) == 1
+    assert "PROXY_SUBNET" in capsys.readouterr().err.split(".env lacks ", 1)[1].split(", which")[0]
+    current = make_template_repo(tmp_path / "current")  # this version, as that template's next release
+    for item in repo.iterdir():
+        if item.name != ".git":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    for item in current.iterdir():
+        if item.name != ".git":
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, repo / item.name)
+    release(repo, "v2.0.0")
+
+    before = _project_files(project)
+    assert main(["update", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert "'010.1.2.0/28' is not an IPv4 CIDR" in err and "--data proxy_subnet=..." in err, err
+    assert _project_files(project) == before
+    assert main(["update", str(project), "--data", "proxy_subnet=auto"]) == 0, capsys.readouterr().err
+    assert dotenv_values(project / ".env")["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"]
+
+
 def test_a_template_checkout_validates_with_its_own_rules(tmp_path: Path, capsys):
     """copier loads the rules from the template it renders, not from the installed scaffold."""
     from templaterepo import edit, make_template_repo, release
