@@ -13,7 +13,6 @@ filters at the end (`compose_string` for compose.yaml). Whole-string matching ev
 
 from __future__ import annotations
 
-import inspect
 import ipaddress
 import os
 import re
@@ -492,6 +491,8 @@ def problem_with(question: str, value: Any, **answers: Any) -> str:
 def answer_problems(answers: Mapping[str, Any]) -> dict[str, str]:
     """What is wrong with each answer of an answers file (only those with a problem). copier drops
     such an answer without a word on update and takes the default, so scaffold asks first."""
+    import inspect  # only here: copier loads this module for every copy and update
+
     found = {}
     for question, rule in RULES.items():
         if question not in answers:

@@ -122,6 +122,13 @@ def _valid(question: str, strategy, **others):
     return strategy.filter(lambda value: problem_with(question, value, **others) == "")
 
 
+#: Sender addresses as people write them: bare, or with a plain or quoted display name.
+SENDER = (
+    r'((("[^"\\\x00-\x1f]{0,8}"|[A-Za-z0-9 .!#$%&*+/=?^_`{|}~\'-]{1,8}) ?)?<)?'
+    rf"[A-Za-z0-9{_ATEXT}]{{1,8}}@[a-z]{{1,8}}\.[a-z]{{2,4}}>?"
+)
+
+
 def _upstream_proxies():
     import ipaddress
 
@@ -177,9 +184,7 @@ VALID_ANSWERS = st.fixed_dictionaries(
         "smtp_security": st.sampled_from(["starttls", "ssl", "none"]),
         "smtp_port": st.integers(1, 65535),
         "smtp_username": _valid("smtp_username", st.text(string.printable.strip() + " äß", max_size=12)),
-        "smtp_from": st.sampled_from(
-            ["authentik@example.test", '"Doe, Jane" <j@example.test>', "O'Brien <o@example.test>"]
-        ),
+        "smtp_from": _valid("smtp_from", st.from_regex(SENDER, fullmatch=True)),
         "outpost_docker_socket": st.booleans(),
     }
 )
@@ -249,6 +254,9 @@ def test_every_valid_answer_reaches_each_generated_file_unchanged(jinja_env, ans
         assert values["AUTHENTIK_EMAIL__HOST"] == answers["smtp_host"]
         assert values["AUTHENTIK_EMAIL__PORT"] == str(answers["smtp_port"])
     assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*", key) for key in values), "an answer started a line of its own"
+
+    answers_file = jinja_env.get_template("template/{{ _copier_conf.answers_file }}.jinja")
+    assert yaml.safe_load(answers_file.render(_copier_answers=answers)) == answers
 
     readme = _render(jinja_env, "README.md.jinja", answers)
     rows = [line for line in readme.splitlines() if line.startswith("| `")]
