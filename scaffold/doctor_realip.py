@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scaffold.answer_rules import BROADEST_UPSTREAM_PREFIX, CLOUDFLARE, split_upstream_proxies
 from scaffold.doctor_core import Check, Context, Outcome, fail, ok, skip, warn
 from scaffold.subnets import Network
 
 ANSWER = "upstream_proxies"
-CLOUDFLARE = "cloudflare"
 REAL_IP_CONF = "nginx/snippets/real-ip.conf"
 CLOUDFLARE_CONF = "nginx/snippets/cloudflare-ranges.conf"
 SITE_CONF = "nginx/conf.d/authentik.conf"
@@ -29,8 +29,6 @@ MOUNTS = (
     ("/etc/nginx/conf.d/", "nginx/conf.d/"),
     ("/etc/nginx/custom/", "nginx/custom/"),
 )
-#: No proxy needs more than this: a broader range trusts a good part of the Internet.
-MIN_PREFIX = {4: 8, 6: 16}
 RELOAD = "`docker compose exec nginx nginx -t && docker compose exec nginx nginx -s reload`"
 RERENDER = (
     f"the template renders {REAL_IP_CONF} from the upstream_proxies answer: restore it with "
@@ -61,13 +59,12 @@ class UpstreamAnswer:
 
 
 def parse_upstream_proxies(value: object) -> UpstreamAnswer:
-    """Items separated by commas and/or whitespace: `cloudflare`, an address (a /32 or /128), a CIDR."""
+    """The answer as found on disk (maybe hand-edited): unlike the question's rule, junk is collected
+    and host bits are ignored (as nginx does), so doctor can report them instead of stopping."""
     ranges: list[Network] = []
     unreadable: list[str] = []
     cloudflare = False
-    for item in re.split(r"[\s,]+", str(value or "")):
-        if not item:
-            continue
+    for item in split_upstream_proxies(value):
         if item.lower() == CLOUDFLARE:
             cloudflare = True
             continue
@@ -215,7 +212,7 @@ def read_settings(root: Path) -> RealIpSettings:
 
 
 def too_broad(network: Network) -> bool:
-    return network.prefixlen < MIN_PREFIX[network.version]
+    return network.prefixlen < BROADEST_UPSTREAM_PREFIX[network.version]
 
 
 def _names(items: list[Trusted]) -> str:

@@ -9,6 +9,7 @@ only update a clean git work tree.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 from scaffold import output
@@ -115,6 +116,34 @@ def run_copier_copy(
     run_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref, overwrite=False)
 
 
+#: `${NAME:?message}` in compose.yaml: Compose refuses to start without NAME.
+_REQUIRED_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):\?")
+
+
+def missing_stack_keys(project: Path) -> list[str]:
+    """Keys compose.yaml cannot start without (its `${NAME:?...}` guards) that .env lacks or leaves empty."""
+    from scaffold.envfile import EnvDocument
+
+    compose = project / "compose.yaml"
+    try:
+        needed = dict.fromkeys(_REQUIRED_VARIABLE.findall(compose.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        return []  # no compose.yaml to check against (the user's own layout)
+    env = EnvDocument.load(project / ".env")
+    return [key for key in needed if not env.get(key)]
+
+
+def check_stack_env(project: Path) -> None:
+    """Refuse to call a project ready when `docker compose up` would stop at a missing key."""
+    missing = missing_stack_keys(project)
+    if missing:
+        raise ProjectError(
+            f"{project / '.env'} lacks {', '.join(missing)}, which compose.yaml needs: "
+            "`docker compose up` would stop there (the files are kept)",
+            hint=f"correct what the hook's messages above name, then run `scaffold detect` in {project}",
+        )
+
+
 def create_project(
     dest: Path,
     *,
@@ -138,6 +167,7 @@ def create_project(
         raise ProjectError(
             f"secret files were committed: {', '.join(leaked)}", hint="check the .gitignore of the template"
         )
+    check_stack_env(dest)
 
     output.status("ok", f"generated {dest} (git repository with a first commit; .env is not committed)")
     output.say("next:")

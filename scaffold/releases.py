@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from scaffold.answer_rules import OLDEST_AUTHENTIK
 from scaffold.errors import ProjectError, UsageError
 
 #: Release lines in order, as published in authentik's release notes. A line newer than the
@@ -30,8 +31,8 @@ KNOWN_LINES: tuple[tuple[int, int], ...] = (
     (2026, 8),
     (2026, 11),
 )
-#: The oldest line this template's compose file works with.
-OLDEST_SUPPORTED: tuple[int, int] = (2025, 12)
+#: The oldest line this template's compose file works with (the question's rule owns it).
+OLDEST_SUPPORTED: tuple[int, int] = OLDEST_AUTHENTIK
 
 _VERSION = re.compile(r"^(20\d\d)\.(\d{1,2})\.(\d+)$")
 

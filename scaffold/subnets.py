@@ -12,11 +12,9 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from scaffold.answer_rules import AnswerProblem, IPv4Network, IPv6Network, Network, check_proxy_network
 from scaffold.errors import SubnetError
 
-IPv4Network = ipaddress.IPv4Network
-IPv6Network = ipaddress.IPv6Network
-Network = IPv4Network | IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: Where an automatic IPv4 subnet comes from, in order. The upper half of 10/8 first: it is
@@ -34,11 +32,6 @@ AUTO_V4_POOLS = (
 AUTO_V4_PREFIX = 28
 #: IPv6: a unique-local /64 (RFC 4193), the usual size of one IPv6 link.
 AUTO_V6_PREFIX = 64
-ULA = IPv6Network("fd00::/8")
-PRIVATE_V4 = (IPv4Network("10.0.0.0/8"), IPv4Network("172.16.0.0/12"), IPv4Network("192.168.0.0/16"))
-#: Allowed sizes for a subnet the user gives.
-V4_PREFIX_RANGE = range(16, 30)
-V6_PREFIX_RANGE = range(48, 125)
 
 
 @dataclass(frozen=True)
@@ -73,28 +66,11 @@ def describe(clashes: Iterable[Occupied]) -> str:
 
 
 def check_user_subnet(subnet: Network, occupied: Iterable[Occupied]) -> None:
-    """Refuse a subnet the user gave if it is public, too large, too small or collides."""
-    if isinstance(subnet, IPv4Network):
-        if not any(subnet.subnet_of(private) for private in PRIVATE_V4):
-            raise SubnetError(
-                f"{subnet} is not a private range",
-                hint="use a subnet inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, or 'auto'",
-            )
-        if subnet.prefixlen not in V4_PREFIX_RANGE:
-            raise SubnetError(
-                f"{subnet} is a /{subnet.prefixlen}",
-                hint="use a prefix from /16 to /29; authentik trusts the whole network, a /28 is plenty",
-            )
-    else:
-        if not subnet.subnet_of(ULA):
-            raise SubnetError(
-                f"{subnet} is not a unique-local IPv6 range",
-                hint="use a subnet inside fd00::/8 such as fd12:3456:789a:1::/64, or 'auto'",
-            )
-        if subnet.prefixlen not in V6_PREFIX_RANGE:
-            raise SubnetError(
-                f"{subnet} is a /{subnet.prefixlen}", hint="use a prefix from /48 to /124, e.g. /64"
-            )
+    """Refuse a subnet the user gave if it is public, too large, too small (the answer rule) or collides."""
+    try:
+        check_proxy_network(subnet)
+    except AnswerProblem as problem:
+        raise SubnetError(problem.message, hint=problem.fix) from None
     clashes = overlapping(subnet, occupied)
     if clashes:
         raise SubnetError(

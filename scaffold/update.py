@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scaffold import output, template_source
+from scaffold.answer_rules import answer_problems
 from scaffold.answers import Answers, load_answers
 from scaffold.errors import (
     EXIT_FAILED,
@@ -37,7 +38,7 @@ from scaffold.errors import (
 from scaffold.fsutil import exclusive_lock
 from scaffold.gitutil import conflicted_files, dirty_paths, git, index_lock, is_repo_root, tracked_files
 from scaffold.layout import ProjectLayout
-from scaffold.newproject import check_data_keys
+from scaffold.newproject import check_data_keys, missing_stack_keys
 from scaffold.releases import check_upgrade
 
 APPLY_COMMANDS = "docker compose pull && docker compose up -d --remove-orphans"
@@ -78,6 +79,7 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
     source = answers.src_path
     tags = template_source.template_tags(source)
     check_data_keys(opts.data, template_source.template_questions(source))
+    _check_stale_answers(answers, opts.data)
     target_ref = _target_ref(opts.to_ref, answers.commit, source, tags)
     data = dict(opts.data)
     warnings: list[str] = []
@@ -87,6 +89,18 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
     if authentik is not None:
         data["authentik_version"] = authentik
     return UpdatePlan(answers, source, answers.commit, target_ref, data, tuple(warnings))
+
+
+def _check_stale_answers(answers: Answers, data: dict[str, str]) -> None:
+    """Refuse answers this template's rules reject: copier would silently replace them with defaults."""
+    stale = {key: problem for key, problem in answer_problems(answers.raw or {}).items() if key not in data}
+    if stale:
+        raise UsageError(
+            "the answers file holds answers this template refuses: " + "; ".join(stale.values()),
+            hint="give each a valid value: "
+            + " ".join(f"--data {key}=..." for key in stale)
+            + " (or restore the answers file from git)",
+        )
 
 
 def _check_work_tree(project: Path) -> None:
@@ -341,6 +355,14 @@ def _report(opts: UpdateOptions, attention: bool) -> int:
     """Conflicts, `docker compose config`, and what to run next; the exit code."""
     from scaffold.compose import check_config
 
+    missing = missing_stack_keys(opts.project_dir)
+    if missing:  # never report a project ready that `docker compose up` would refuse
+        attention = True
+        output.status(
+            "fail",
+            f".env lacks {', '.join(missing)}, which compose.yaml needs: correct what the "
+            "messages above name, then run `scaffold detect`",
+        )
     conflicts = _conflicts(opts.project_dir, opts.conflict)
     for name in conflicts:
         attention = True

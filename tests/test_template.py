@@ -41,7 +41,14 @@ VARIANTS = {
     "web-path": {"web_path": "/auth/", "https_port": 8443},
     "upstream-proxies": {"upstream_proxies": "192.0.2.10, 198.51.100.0/24 2001:db8::/48"},
     "cloudflare": {"upstream_proxies": "cloudflare, 10.20.30.0/24"},
+    # Review items 5 and 7: `$`, quotes and a numeric project name (the folder's) reach compose.yaml.
+    "odd-answers": {
+        "acme_email": "o'brien+$PG_PASS{x}@example.test",
+        "acme_server": "https://acme.example.test:14000/dir/$PG_PASS?a='b'&c=%41",
+    },
 }
+#: The folder a variant is generated in (its name is the default project name).
+FOLDERS = {"odd-answers": "2024"}
 SERVICES = {"postgresql", "server", "worker", "nginx", "certbot"}
 
 
@@ -61,7 +68,8 @@ def compose_config(project: Path) -> dict:
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def rendered(request, tmp_path_factory) -> tuple[str, Path]:
     name = request.param
-    project = generate(tmp_path_factory.mktemp(name) / unique_name("tpl"), VARIANTS[name])
+    folder = FOLDERS.get(name, unique_name("tpl"))
+    project = generate(tmp_path_factory.mktemp(name) / folder, VARIANTS[name])
     return name, project
 
 
@@ -77,6 +85,12 @@ def test_compose_config_accepts_the_stack(rendered):
     ports = {(p["published"], p["target"]) for p in config["services"]["nginx"]["ports"]}
     http, https = VARIANTS[name].get("http_port", 80), VARIANTS[name].get("https_port", 443)
     assert ports == {(str(http), 80), (str(https), 443)}
+
+
+def test_compose_project_name_is_the_answer_even_when_yaml_would_read_a_number(rendered):
+    """Review item 7: a folder named `2024` gave `name: 2024`, which Compose refuses ("must be a string")."""
+    _, project = rendered
+    assert compose_config(project)["name"] == project.name
 
 
 def test_networks_isolate_the_database_and_pin_the_proxy_subnet(rendered):
@@ -138,12 +152,18 @@ def test_docker_socket_only_when_asked(rendered):
         assert not any("docker.sock" in str(spec) for spec in compose_config(project)["services"].values())
 
 
-def test_certbot_gets_the_acme_server_and_email(rendered):
+def test_certbot_gets_the_acme_server_and_email_exactly_as_answered(rendered):
+    """Review item 5: `$PG_PASS` in an answer must stay literal, never become the password."""
     name, project = rendered
-    environment = compose_config(project)["services"]["certbot"]["environment"]
+    config = compose_config(project)
+    environment = config["services"]["certbot"]["environment"]
     expected = VARIANTS[name].get("acme_server", "https://acme-v02.api.letsencrypt.org/directory")
-    assert environment["ACME_SERVER"] == expected
-    assert environment["ACME_EMAIL"] == VARIANTS[name].get("acme_email", "admin@example.test")
+    # `docker compose config` prints a literal `$` as `$$` (its output is itself a compose file).
+    assert environment["ACME_SERVER"].replace("$$", "$") == expected
+    assert environment["ACME_EMAIL"].replace("$$", "$") == VARIANTS[name].get(
+        "acme_email", "admin@example.test"
+    )
+    assert dotenv_values(project / ".env")["PG_PASS"] not in json.dumps(environment)
 
 
 def directives(text: str, name: str) -> list[str]:
@@ -278,59 +298,163 @@ def test_nginx_accepts_the_generated_configuration(rendered, standin_images):
     assert "test is successful" in result.stderr
 
 
+#: A few refusals through a whole `scaffold new` (all the others: test_answer_rules.py, directly).
 BAD_ANSWERS = [
-    ("domain=https://sso.example.com", "has a scheme"),
-    ("domain=*.example.com", "is a wildcard"),
-    ("domain=sso.example.com/auth", "has a path"),
-    ("domain=sso.example.com:8443", "has a port"),
-    ("domain=localhost", "not a valid host name"),
-    ("acme_email=admin", "not a valid e-mail address"),
-    ("acme_email=", "No ACME e-mail given"),
-    ("proxy_subnet=10.1.2.0/33", "/33"),
-    ("proxy_subnet=300.1.2.0/24", "not an IPv4 CIDR"),
-    ("proxy_subnet=8.8.8.0/28", "not a private range"),
-    ("proxy_subnet=10.1.2.5/28", "host bits set"),
-    ("project_name=My Stack", "not a valid Compose project name"),
-    ("project_name=-stack", "not a valid Compose project name"),
-    ("acme_server=http://acme.example.test/dir", "nor an https URL"),
-    ("acme_server=zerossl", "nor an https URL"),
-    ("authentik_version=latest", "not an authentik release tag"),
-    ("authentik_version=2025.10.2", "older than this template supports"),
-    ("https_port=80", "must differ"),
-    ("proxy_subnet=172.17.0.0/28", "overlaps 172.17.0.0/16"),
-    ("web_path=auth", "must start and end with '/'"),
-    ("web_path=/auth", "must start and end with '/'"),
-    ("web_path=/a//b/", "empty segment"),
-    ("web_path=/sso/../", "'.' or '..' segment"),
-    ("web_path=/my auth/", "not URL-safe"),
-    ("web_path=/.well-known/sso/", "under /.well-known/"),
-    ("upstream_proxies=0.0.0.0/0", "every IPv4 address"),
-    ("upstream_proxies=::/0", "every IPv6 address"),
-    ("upstream_proxies=192.0.2.10, 10.0.0.0/4", "far broader than any proxy"),
-    ("upstream_proxies=192.0.2.300", "not an IPv4 address"),
-    ("upstream_proxies=192.0.2.0/33", "an IPv4 prefix is /0 to /32"),
-    ("upstream_proxies=192.0.2.1/24", "did you mean 192.0.2.0/24"),
-    ("upstream_proxies=2001:db8:::1", "not an IPv6 address or CIDR"),
-    ("upstream_proxies=2001:db8::1/64", "did you mean 2001:db8:0:0::/64"),
-    ("upstream_proxies=192.0.2.0/x", "not an address or CIDR"),
-    ("upstream_proxies=cloudflare, my-router", "'my-router' is neither 'cloudflare' nor"),
+    (["domain=sso.example.test\n"], "has spaces or a line break"),  # review item 6
+    (['acme_email=a"b@example.test'], "not a valid e-mail address"),  # review item 5
+    (["project_name=My Stack"], "not a valid Compose project name"),
+    (["upstream_proxies=:::"], "not an IPv6 address or CIDR"),  # review item 8
+    # Issue 14: the Jinja copies of the network rules let these three through.
+    (["proxy_subnet=010.1.2.0/28"], "leading zeros are not permitted"),
+    (["enable_ipv6=true", "proxy_subnet_v6=fd12:3456:789a:1::1/64"], "did you mean fd12:3456:789a:1::/64?"),
+    (["enable_ipv6=true", "proxy_subnet_v6=fd::::/64"], "at most one '::'"),
 ]
 
 
-@pytest.mark.parametrize(("answer", "message"), BAD_ANSWERS)
-def test_bad_answer_is_refused_with_a_reason(tmp_path: Path, capsys, answer: str, message: str):
+def _new(dest: Path, answers: list[str], template: Path = REPO_ROOT) -> int:
+    argv = ["new", str(dest), "--defaults", "--template", str(template), "--vcs-ref", "HEAD"]
+    for item in ["domain=sso.example.test", "acme_email=admin@example.test", *answers]:
+        argv += ["--data", item]
+    return main(argv)
+
+
+@pytest.mark.parametrize(("answers", "message"), BAD_ANSWERS)
+def test_bad_answer_is_refused_at_the_question_and_nothing_is_written(
+    tmp_path: Path, capsys, answers, message
+):
     dest = tmp_path / "sso"
-    data = {"domain": "sso.example.test", "acme_email": "admin@example.test"}
-    key, _, value = answer.partition("=")
-    data[key] = value
-    argv = ["new", str(dest), "--defaults", "--template", str(REPO_ROOT), "--vcs-ref", "HEAD"]
-    for item in data.items():
-        argv += ["--data", "=".join(item)]
+    assert _new(dest, answers) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert answers[-1].partition("=")[0] in err
+    assert not dest.exists(), "a refused answer must leave nothing behind"
+
+
+@pytest.mark.docker
+def test_a_subnet_that_overlaps_a_docker_network_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert _new(tmp_path / "sso", ["proxy_subnet=172.17.0.0/28"]) == 2
+    assert "overlaps 172.17.0.0/16" in capsys.readouterr().err
+    assert not (tmp_path / "sso").exists()
+
+
+@pytest.fixture(scope="module")
+def existing_project(tmp_path_factory) -> Path:
+    """A project generated by `scaffold new` from a tagged copy of this template, committed."""
+    from templaterepo import make_template_repo
+
+    base = tmp_path_factory.mktemp("existing")
+    template = make_template_repo(base / "template")
+    dest = base / "sso"
+    assert _new(dest, [f"project_name={unique_name('ex')}"], template=template) == 0
+    return dest
+
+
+def _project_files(project: Path) -> dict[str, bytes]:
+    """Every file of the project but git's and scaffold's own (backups are made before the update)."""
+    return {
+        str(path.relative_to(project)): path.read_bytes()
+        for path in project.rglob("*")
+        if path.is_file() and not {".git", ".scaffold"} & set(path.relative_to(project).parts)
+    }
+
+
+@pytest.mark.parametrize(("answers", "message"), BAD_ANSWERS[-3:])
+def test_bad_network_answer_to_an_existing_project_is_refused_and_nothing_changes(
+    existing_project: Path, capsys, answers, message
+):
+    before = _project_files(existing_project)
+    argv = ["update", str(existing_project)]
+    for item in answers:
+        argv += ["--data", item]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err, err
-    assert key in err
-    assert not dest.exists(), "a refused answer must leave nothing behind"
+    assert _project_files(existing_project) == before
+
+
+def test_update_names_an_answer_the_previous_release_let_through_instead_of_dropping_it(tmp_path, capsys):
+    """The previous release's Jinja validator accepted `proxy_subnet=010.1.2.0/28`; scaffold new now
+    says the project is not ready (its .env lacks the subnet). copier would replace the answer with
+    the default without a word on update: scaffold names it, and a new value repairs the project."""
+    import shutil
+
+    from templaterepo import make_template_repo, release
+    from test_update_proxies import _previous_release_repo
+
+    repo = _previous_release_repo(tmp_path / "template")
+    project = tmp_path / "sso"
+    answers = [f"project_name={unique_name('st')}", "proxy_subnet=010.1.2.0/28"]
+    argv = ["new", str(project), "--defaults", "--template", str(repo), "--vcs-ref", "v1.0.0"]
+    for item in ["domain=sso.example.test", "acme_email=admin@example.test", *answers]:
+        argv += ["--data", item]
+    assert main(argv) == 1
+    assert "PROXY_SUBNET" in capsys.readouterr().err.split(".env lacks ", 1)[1].split(", which")[0]
+    current = make_template_repo(tmp_path / "current")  # this version, as that template's next release
+    for item in repo.iterdir():
+        if item.name != ".git":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    for item in current.iterdir():
+        if item.name != ".git":
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, repo / item.name)
+    release(repo, "v2.0.0")
+
+    before = _project_files(project)
+    assert main(["update", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert "'010.1.2.0/28' is not an IPv4 CIDR" in err and "--data proxy_subnet=..." in err, err
+    assert _project_files(project) == before
+    assert main(["update", str(project), "--data", "proxy_subnet=auto"]) == 0, capsys.readouterr().err
+    assert dotenv_values(project / ".env")["AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"]
+
+
+def test_a_template_checkout_validates_with_its_own_rules(tmp_path: Path, capsys):
+    """copier loads the rules from the template it renders, not from the installed scaffold."""
+    from templaterepo import edit, make_template_repo, release
+
+    from scaffold.answer_rules import problem_with
+
+    template = make_template_repo(tmp_path / "template")
+    edit(
+        template,
+        "scaffold/answer_rules.py",
+        "def check_domain(value: str) -> None:\n",
+        "def check_domain(value: str) -> None:\n"
+        "    if value == 'sso.example.test':\n"
+        "        raise AnswerProblem('this template version refuses sso.example.test', 'use another')\n",
+    )
+    release(template, "v1.1.0")
+    assert problem_with("domain", "sso.example.test") == "", "the installed rules accept it"
+    assert _new(tmp_path / "refused", [], template=template) == 2
+    assert "this template version refuses sso.example.test" in capsys.readouterr().err
+    # And this checkout, in the same process, still validates with its own rules.
+    generate(tmp_path / "accepted", {}, skip_tasks=True)
+    assert (tmp_path / "accepted" / "compose.yaml").is_file()
+
+
+@pytest.mark.docker
+def test_scaffold_new_fails_when_the_hook_left_env_without_a_key_compose_needs(tmp_path: Path, capsys):
+    """Issue 14: `ok generated` was printed while .env lacked the trusted CIDRs (the `:?` guard then
+    stopped `docker compose up`). Here the IPv6 subnet asked for is taken by another Docker network."""
+    import random
+
+    taken = f"fd{random.getrandbits(40):010x}"
+    taken = f"{taken[:4]}:{taken[4:8]}:{taken[8:]}::/64"
+    network = unique_name("taken")
+    v4 = f"10.254.{random.randrange(256)}.{random.randrange(16) * 16}/28"
+    docker("network", "create", "--ipv6", "--subnet", v4, "--subnet", taken, network)
+    try:
+        dest = tmp_path / "sso"
+        code = _new(
+            dest, ["enable_ipv6=true", f"proxy_subnet_v6={taken}", f"project_name={unique_name('mk')}"]
+        )
+    finally:
+        docker("network", "rm", network, check=False)
+    captured = capsys.readouterr()
+    assert code == 1
+    missing = captured.err.split(".env lacks ", 1)[1].split(", which compose.yaml needs")[0]
+    assert set(missing.split(", ")) == {"PROXY_SUBNET_V6", "AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"}
+    assert "ok    generated" not in captured.out + captured.err
+    assert (dest / "compose.yaml").is_file(), "the files are kept"
 
 
 def test_copier_cli_from_a_clean_clone_as_the_readme_says(tmp_path: Path):

@@ -61,7 +61,7 @@ def test_changing_the_answers_later_rerenders_what_depends_on_them(
     assert main(argv) == 0, capsys.readouterr().err
 
     compose = (project / "compose.yaml").read_text()
-    assert "AUTHENTIK_WEB__PATH: /auth/" in compose
+    assert 'AUTHENTIK_WEB__PATH: "/auth/"' in compose
     site = (project / "nginx/conf.d/authentik.conf").read_text()
     assert "location ^~ /auth/ {" in site and "client_max_body_size 256m;" in site
     assert (project / "nginx/custom/site-root.conf").is_file()

@@ -1,0 +1,547 @@
+"""Every rule for the template's answers, once: copier's validators and scaffold's own code call these.
+
+copier loads this file by path from the template's own checkout (see scaffold/copier_extension.py),
+so a template version always validates with its own rules, whatever `scaffold` is installed. That is
+why it imports nothing but the standard library, and nothing from the `scaffold` package.
+
+Each rule either accepts an answer or raises `AnswerProblem` with what is wrong and how to fix it.
+A rule also restricts the answer to characters that are safe where the template writes it (nginx
+directives, README markdown, `.env` lines); what remains free text is quoted for its file by the
+filters at the end (`compose_string` for compose.yaml). Whole-string matching everywhere
+(`re.fullmatch`): a `$` in a pattern would let a trailing line break through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+IPv4Network = ipaddress.IPv4Network
+IPv6Network = ipaddress.IPv6Network
+Network = IPv4Network | IPv6Network
+
+#: The proxy network (the one authentik trusts): private, and small.
+PRIVATE_V4 = (IPv4Network("10.0.0.0/8"), IPv4Network("172.16.0.0/12"), IPv4Network("192.168.0.0/16"))
+ULA = IPv6Network("fd00::/8")
+V4_PREFIX_RANGE = range(16, 30)
+V6_PREFIX_RANGE = range(48, 125)
+#: No proxy in front of nginx needs a broader range: it would trust a good part of the Internet.
+BROADEST_UPSTREAM_PREFIX = {4: 8, 6: 16}
+CLOUDFLARE = "cloudflare"
+#: authentik 2025.12 moved its files from /media to /data, which compose.yaml mounts.
+OLDEST_AUTHENTIK = (2025, 12)
+ACME_DIRECTORIES = {
+    "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+    "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?"
+_MIXED_CASE_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = rf"{_MIXED_CASE_LABEL}(?:\.{_MIXED_CASE_LABEL})*"
+# RFC 5322 dot-atom local part: no quoted strings, no backslashes, no spaces.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_MAILBOX = rf"{_ATOM}(?:\.{_ATOM})*@(?:{_MIXED_CASE_LABEL}\.)+[A-Za-z]{{2,63}}"
+# A sender's display name: a quoted string without quotes or backslashes inside, or plain words.
+_DISPLAY_NAME = r'"[^"\\\x00-\x1f\x7f]*"|[^<>"\\,;:@()\[\]\x00-\x1f\x7f]+'
+_SENDER = rf"(?:(?:{_DISPLAY_NAME})\s*)?<{_MAILBOX}>|{_MAILBOX}"
+# RFC 3986 path and query characters (no fragment: a directory URL has none).
+_URL_REST = r"[/?](?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*"
+_ACME_URL = rf"https://(?P<host>{_HOST})(?::(?P<port>[0-9]{{1,5}}))?(?:{_URL_REST})?"
+_PROJECT_NAME = r"[a-z0-9][a-z0-9_-]*"
+_RELEASE = r"(20[0-9]{2})\.([0-9]{1,2})\.([0-9]+)"
+_WEB_PATH = r"(?:/[A-Za-z0-9._~-]+)*/"
+
+
+class AnswerProblem(ValueError):
+    """An answer the template cannot use: what is wrong (`message`) and how to fix it (`fix`)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.fix}"
+
+
+def shown(value: object) -> str:
+    """An answer quoted for a message: line breaks and other control characters made visible."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    return f"'{text[:100]}…'" if len(text) > 100 else f"'{text}'"
+
+
+def _has_control_characters(value: str) -> bool:
+    return any(not c.isprintable() and c != " " for c in value)
+
+
+# --- Deployment --------------------------------------------------------------------------------
+
+
+def check_project_name(value: str) -> None:
+    if not value:
+        raise AnswerProblem("The project name is empty", "give one such as 'authentik'.")
+    if len(value) > 63:
+        raise AnswerProblem(f"{shown(value)} is too long", "use at most 63 characters.")
+    if not re.fullmatch(_PROJECT_NAME, value):
+        raise AnswerProblem(
+            f"{shown(value)} is not a valid Compose project name",
+            "use only lower-case letters, digits, '-' and '_', starting with a letter or digit "
+            "(e.g. 'authentik').",
+        )
+
+
+def default_project_name(destination: object) -> str:
+    """The destination folder's name as a valid Compose project name ('authentik' if nothing is left)."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", os.path.basename(str(destination).rstrip("/")).lower())
+    name = re.sub(r"^[^a-z0-9]+", "", name)[:63]
+    return name or "authentik"
+
+
+def check_domain(value: str) -> None:
+    if not value:
+        raise AnswerProblem(
+            "The domain is required", "the public host name of authentik, e.g. sso.example.com."
+        )
+    if value != value.strip() or _has_control_characters(value) or " " in value:
+        raise AnswerProblem(
+            f"{shown(value)} has spaces or a line break", f"give only the host name, e.g. {value.strip()}."
+        )
+    if "://" in value:
+        host = value.split("://", 1)[1].split("/")[0].split(":")[0]
+        raise AnswerProblem(f"{shown(value)} has a scheme", f"give only the host name, e.g. {host}.")
+    if "*" in value:
+        raise AnswerProblem(
+            f"{shown(value)} is a wildcard",
+            "give the one host name authentik is served on (wildcard certificates need a DNS "
+            "challenge, which this stack does not use).",
+        )
+    if "/" in value:
+        raise AnswerProblem(
+            f"{shown(value)} has a path",
+            f"authentik must be served at the root of its own host name; give only {value.split('/')[0]}.",
+        )
+    if ":" in value:
+        raise AnswerProblem(
+            f"{shown(value)} has a port", "give only the host name and set http_port / https_port instead."
+        )
+    if value != value.lower():
+        raise AnswerProblem(
+            f"{shown(value)} has upper-case letters", f"write it in lower case ({value.lower()})."
+        )
+    if len(value) > 253 or not re.fullmatch(_DOMAIN, value):
+        raise AnswerProblem(
+            f"{shown(value)} is not a valid host name",
+            "use labels of letters, digits and '-' separated by dots, with at least one dot, "
+            "e.g. sso.example.com.",
+        )
+
+
+# --- Certificates (ACME) -----------------------------------------------------------------------
+
+
+def check_acme_email(value: str) -> None:
+    if value and (len(value) > 254 or not re.fullmatch(_MAILBOX, value)):
+        raise AnswerProblem(
+            f"{shown(value)} is not a valid e-mail address",
+            "use a form such as admin@example.com (no spaces, quotes or backslashes), or leave it empty.",
+        )
+
+
+def check_acme_accept_no_email(value: bool, *, acme_email: str = "") -> None:
+    if not acme_email and not value:
+        raise AnswerProblem(
+            "No ACME e-mail given",
+            "give one (--data acme_email=you@example.com), or accept running without one "
+            "(--data acme_accept_no_email=true).",
+        )
+
+
+def check_acme_server(value: str) -> None:
+    if value in ACME_DIRECTORIES:
+        return
+    match = re.fullmatch(_ACME_URL, value)
+    port = match and match.group("port")
+    if match is None or len(match.group("host")) > 253 or (port and not 1 <= int(port) <= 65535):
+        raise AnswerProblem(
+            f"{shown(value)} is neither 'letsencrypt', 'letsencrypt-staging' nor an https URL of an "
+            "ACME directory",
+            "give the directory URL the CA documents, e.g. https://acme.zerossl.com/v2/DV90 "
+            "(no spaces, quotes or fragment).",
+        )
+
+
+def acme_directory_url(value: str) -> str:
+    """The directory URL certbot gets: the named Let's Encrypt directories, or the URL as given."""
+    return ACME_DIRECTORIES.get(value, value)
+
+
+# --- authentik ---------------------------------------------------------------------------------
+
+
+def check_authentik_version(value: str) -> None:
+    match = re.fullmatch(_RELEASE, value)
+    if match is None:
+        raise AnswerProblem(
+            f"{shown(value)} is not an authentik release tag",
+            "use the YEAR.MONTH.PATCH form, e.g. 2026.8.7 (release candidates and 'latest' are not "
+            "supported).",
+        )
+    if (int(match.group(1)), int(match.group(2))) < OLDEST_AUTHENTIK:
+        raise AnswerProblem(
+            f"authentik {value} is older than this template supports",
+            "it needs {}.{} or newer (files moved from /media to /data in 2025.12). Upgrade authentik "
+            "first.".format(*OLDEST_AUTHENTIK),
+        )
+
+
+def check_web_path(value: str) -> None:
+    if not value.startswith("/") or not value.endswith("/"):
+        raise AnswerProblem(
+            f"{shown(value)} must start and end with '/'",
+            f"use '/' for the whole host name, or a path such as /{value.strip('/') or 'auth'}/.",
+        )
+    if "//" in value:
+        raise AnswerProblem(f"{shown(value)} has an empty segment ('//')", "use a path such as /auth/.")
+    if re.search(r"/\.{1,2}/", value):
+        raise AnswerProblem(
+            f"{shown(value)} has a '.' or '..' segment", "give the path plainly, such as /auth/."
+        )
+    if len(value) > 100:
+        raise AnswerProblem(
+            f"{shown(value)} is longer than 100 characters", "use a short path such as /auth/."
+        )
+    if not re.fullmatch(_WEB_PATH, value):
+        raise AnswerProblem(
+            f"{shown(value)} has characters that are not URL-safe",
+            "use letters, digits, '-', '_', '.' and '~' between the slashes, e.g. /auth/.",
+        )
+    if value.startswith("/.well-known/"):
+        raise AnswerProblem(
+            f"{shown(value)} is under /.well-known/, which belongs to certificate challenges and other "
+            "standard files",
+            "use a path such as /auth/.",
+        )
+
+
+# --- Network -----------------------------------------------------------------------------------
+
+
+def _parse_network(value: str, version: int) -> Network:
+    """A CIDR of one family with a decimal prefix, host bits allowed (checked by the caller)."""
+    _, slash, prefix = value.partition("/")
+    if "%" in value:
+        raise ValueError("it has a zone index ('%...'), which a network cannot have")
+    if slash and not re.fullmatch(r"[0-9]{1,3}", prefix):
+        raise ValueError(f"'/{prefix}' is not a prefix length")
+    family = IPv4Network if version == 4 else IPv6Network
+    try:
+        return family(value, strict=False)
+    except ValueError as exc:
+        reason = str(exc)
+        raise ValueError(reason[:1].lower() + reason[1:]) from None
+
+
+def check_proxy_network(network: Network, *, as_written: str | None = None) -> None:
+    """The proxy network's range rules (private or unique-local, and small), for answers and `.env` pins.
+
+    `as_written`: how the messages name the network (default: its canonical form).
+    """
+    name = as_written or str(network)
+    if isinstance(network, IPv4Network):
+        if not any(network.subnet_of(private) for private in PRIVATE_V4):
+            raise AnswerProblem(
+                f"{name} is not a private range",
+                "use a subnet inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, or 'auto'",
+            )
+        if network.prefixlen not in V4_PREFIX_RANGE:
+            raise AnswerProblem(
+                f"{name} is a /{network.prefixlen}",
+                "use a prefix from /16 to /29; authentik trusts the whole network, a /28 is plenty",
+            )
+    else:
+        if not network.subnet_of(ULA):
+            raise AnswerProblem(
+                f"{name} is not a unique-local IPv6 range",
+                "use a subnet inside fd00::/8 such as fd12:3456:789a:1::/64, or 'auto'",
+            )
+        if network.prefixlen not in V6_PREFIX_RANGE:
+            raise AnswerProblem(
+                f"{name} is a /{network.prefixlen}", "use a prefix from /48 to /124, e.g. /64"
+            )
+
+
+def _check_subnet_answer(value: str, version: int) -> None:
+    example = "10.203.7.0/28" if version == 4 else "fd12:3456:789a:1::/64"
+    kind = "an IPv4 CIDR" if version == 4 else "a unique-local IPv6 CIDR"
+    if value == "auto":
+        return
+    other = 6 if version == 4 else 4
+    try:
+        _parse_network(value, other)
+    except ValueError:
+        pass
+    else:
+        fix = (
+            "set enable_ipv6=true and give it as proxy_subnet_v6"
+            if version == 4
+            else "give the IPv4 subnet as proxy_subnet"
+        )
+        raise AnswerProblem(f"{shown(value)} is an IPv{other} network, not {kind}", f"{fix}, or use 'auto'.")
+    try:
+        network = _parse_network(value, version)
+    except ValueError as exc:
+        raise AnswerProblem(
+            f"{shown(value)} is not {kind} ({exc})", f"use 'auto' or a form such as {example}."
+        ) from None
+    if "/" not in value:
+        raise AnswerProblem(
+            f"{shown(value)} has no prefix length", f"use 'auto' or a CIDR such as {example}."
+        )
+    try:
+        check_proxy_network(network, as_written=shown(value))
+    except AnswerProblem as problem:
+        raise AnswerProblem(problem.message, problem.fix + ".") from None
+    if ipaddress.ip_address(value.split("/")[0]) != network.network_address:
+        raise AnswerProblem(f"{shown(value)} has host bits set", f"did you mean {network}?")
+
+
+def check_proxy_subnet(value: str) -> None:
+    _check_subnet_answer(value, 4)
+
+
+def check_proxy_subnet_v6(value: str, *, enable_ipv6: bool = True) -> None:
+    if enable_ipv6:
+        _check_subnet_answer(value, 6)
+
+
+@dataclass(frozen=True)
+class UpstreamProxies:
+    """The `upstream_proxies` answer, parsed: canonical ranges, and whether Cloudflare is listed."""
+
+    ranges: tuple[str, ...] = ()
+    cloudflare: bool = False
+
+    @property
+    def header(self) -> str:
+        """The header nginx reads the client's address from."""
+        return "CF-Connecting-IP" if self.cloudflare else "X-Forwarded-For"
+
+    @property
+    def listed(self) -> str:
+        """The answer as a tidy list, for messages and the README."""
+        return ", ".join([*self.ranges, *([CLOUDFLARE] if self.cloudflare else [])])
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ranges or self.cloudflare)
+
+
+def split_upstream_proxies(value: object) -> list[str]:
+    """The items of an `upstream_proxies` answer: separated by commas and/or whitespace."""
+    return [item for item in re.split(r"[\s,]+", str(value or "")) if item]
+
+
+_ANY_RANGE = "write an address such as 192.0.2.10, or a CIDR such as 192.0.2.0/24 or 2001:db8::/48."
+
+
+def parse_upstream_range(item: str) -> Network:
+    """One proxy address or CIDR, strictly: the network nginx will trust, or AnswerProblem."""
+    version = 6 if ":" in item else 4
+    if version == 4 and not re.fullmatch(r"[0-9.]+", item.split("/")[0]):
+        raise AnswerProblem(
+            f"{shown(item)} is neither 'cloudflare' nor an IP address or CIDR",
+            "list the proxies in front of nginx separated by commas, e.g. 192.0.2.10, 2001:db8::/48, "
+            "cloudflare.",
+        )
+    try:
+        network = _parse_network(item, version)
+    except ValueError as exc:
+        raise AnswerProblem(
+            f"{shown(item)} is not an IPv{version} address or CIDR ({exc})", _ANY_RANGE
+        ) from None
+    if network.prefixlen == 0:
+        raise AnswerProblem(
+            f"{shown(item)} is every IPv{version} address",
+            "anybody could then choose the client address authentik sees. List only the proxies in "
+            f"front of nginx (e.g. {'192.0.2.10' if version == 4 else '2001:db8::10'}, or 'cloudflare').",
+        )
+    if network.prefixlen < BROADEST_UPSTREAM_PREFIX[version]:
+        raise AnswerProblem(
+            f"{shown(item)} (/{network.prefixlen}) is far broader than any proxy",
+            "every address in it could choose its own client address. List only the proxies in front "
+            "of nginx.",
+        )
+    address = ipaddress.ip_address(item.split("/")[0])
+    if address != network.network_address:
+        raise AnswerProblem(
+            f"{shown(item)} has host bits set",
+            f"did you mean {network} (or {address} alone)?",
+        )
+    return network
+
+
+def parse_upstream_proxies(value: object) -> UpstreamProxies:
+    """Every item checked; the ranges in nginx's canonical form (an address alone when it is one)."""
+    ranges: list[str] = []
+    cloudflare = False
+    for item in split_upstream_proxies(value):
+        if item.lower() == CLOUDFLARE:
+            cloudflare = True
+            continue
+        network = parse_upstream_range(item)
+        full = network.prefixlen == network.max_prefixlen
+        text = str(network.network_address) if full else str(network)
+        if text not in ranges:
+            ranges.append(text)
+    return UpstreamProxies(tuple(ranges), cloudflare)
+
+
+def check_port(value: int) -> None:
+    if not 1 <= int(value) <= 65535:
+        raise AnswerProblem(f"{value} is not a TCP port", "use 1 to 65535.")
+
+
+def check_https_port(value: int, *, http_port: int = 80) -> None:
+    check_port(value)
+    if value == http_port:
+        raise AnswerProblem(f"https_port and http_port are both {value}", "they must differ.")
+
+
+# --- E-mail ------------------------------------------------------------------------------------
+
+
+def check_smtp_host(value: str, *, smtp_enabled: bool = True) -> None:
+    if smtp_enabled and (len(value) > 253 or not re.fullmatch(_HOST, value)):
+        raise AnswerProblem(
+            f"{shown(value)} is not a host name", "give the SMTP server's name, e.g. smtp.example.com."
+        )
+
+
+def check_smtp_port(value: int, *, smtp_enabled: bool = True) -> None:
+    if smtp_enabled:
+        check_port(value)
+
+
+def _check_one_line(what: str, value: str) -> None:
+    """Free text that goes into `.env`: one line, and not ending in a backslash, which no `.env`
+    quoting reads back the same in both Docker Compose and python-dotenv."""
+    if _has_control_characters(value):
+        raise AnswerProblem(f"{what} has a line break or another control character", "give it on one line.")
+    if value.endswith("\\"):
+        raise AnswerProblem(
+            f"{what} ends with a backslash, which .env cannot hold", "leave out the final '\\'."
+        )
+
+
+def check_smtp_username(value: str, *, smtp_enabled: bool = True) -> None:
+    if smtp_enabled:
+        _check_one_line(f"The SMTP user name {shown(value)}", value)
+
+
+def check_smtp_password(value: str, *, smtp_enabled: bool = True) -> None:
+    if smtp_enabled:  # never shown: it is a secret
+        _check_one_line("The SMTP password", value)
+
+
+def check_smtp_from(value: str, *, smtp_enabled: bool = True) -> None:
+    if smtp_enabled and (_has_control_characters(value) or not re.fullmatch(_SENDER, value)):
+        raise AnswerProblem(
+            f"{shown(value)} is not a sender address",
+            "use a form such as authentik@example.com or 'authentik <authentik@example.com>' (put a name "
+            'with commas in double quotes: "Doe, Jane" <jane@example.com>).',
+        )
+
+
+#: The rule of every question that has one; copier.yml's validators call them through `problem_with`.
+RULES: dict[str, Callable[..., None]] = {
+    "project_name": check_project_name,
+    "domain": check_domain,
+    "acme_email": check_acme_email,
+    "acme_accept_no_email": check_acme_accept_no_email,
+    "acme_server": check_acme_server,
+    "authentik_version": check_authentik_version,
+    "web_path": check_web_path,
+    "proxy_subnet": check_proxy_subnet,
+    "proxy_subnet_v6": check_proxy_subnet_v6,
+    "upstream_proxies": parse_upstream_proxies,
+    "http_port": check_port,
+    "https_port": check_https_port,
+    "smtp_host": check_smtp_host,
+    "smtp_port": check_smtp_port,
+    "smtp_username": check_smtp_username,
+    "smtp_password": check_smtp_password,
+    "smtp_from": check_smtp_from,
+}
+
+
+def problem_with(question: str, value: Any, **answers: Any) -> str:
+    """What is wrong with an answer ('' when nothing is): the text copier shows for a validator."""
+    try:
+        RULES[question](value, **answers)
+    except AnswerProblem as problem:
+        return str(problem)
+    return ""
+
+
+def answer_problems(answers: Mapping[str, Any]) -> dict[str, str]:
+    """What is wrong with each answer of an answers file (only those with a problem). copier drops
+    such an answer without a word on update and takes the default, so scaffold asks first."""
+    import inspect  # only here: copier loads this module for every copy and update
+
+    found = {}
+    for question, rule in RULES.items():
+        if question not in answers:
+            continue
+        parameters = inspect.signature(rule).parameters.values()
+        depends_on = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        if any(name not in answers for name in depends_on):
+            continue
+        try:
+            problem = problem_with(
+                question, answers[question], **{name: answers[name] for name in depends_on}
+            )
+        except (TypeError, ValueError) as exc:  # a hand-edited value of the wrong type
+            problem = f"{shown(answers[question])} cannot be read ({exc})"
+        if problem:
+            found[question] = problem
+    return found
+
+
+# --- Quoting for the generated files ----------------------------------------------------------
+
+
+def compose_string(value: object) -> str:
+    """A YAML double-quoted scalar that Docker Compose reads back as exactly `value`.
+
+    `$` is doubled (Compose would substitute `$NAME` from .env, secrets included); quotes,
+    backslashes and anything unprintable (line breaks, YAML's own NEL/LS/PS) are escaped.
+    """
+    out = []
+    for char in str(value):
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char == "$":
+            out.append("$$")
+        elif not char.isprintable():
+            code = ord(char)
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+#: What copier's Jinja environment gets (scaffold/copier_extension.py installs them).
+TEMPLATE_GLOBALS: dict[str, Callable[..., Any]] = {"problem_with": problem_with}
+TEMPLATE_FILTERS: dict[str, Callable[..., Any]] = {
+    "default_project_name": default_project_name,
+    "acme_directory_url": acme_directory_url,
+    "parsed_upstream_proxies": parse_upstream_proxies,
+    "compose_string": compose_string,
+}

@@ -1,0 +1,49 @@
+"""The answer rules (answer_rules.py beside this file), as Jinja globals and filters for copier.
+
+copier.yml lists this file by path (`scaffold/copier_extension.py:AnswerRules`, loaded by
+copier-template-extensions' TemplateExtensionLoader), so copier takes it from the template's own
+checkout, and this file loads answer_rules.py from that same checkout by path, never through
+`import scaffold`: the scaffold installed in copier's environment may be another version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from jinja2 import Environment
+from jinja2.ext import Extension
+
+RULES_FILE = Path(__file__).resolve().with_name("answer_rules.py")
+
+
+def load_rules(path: Path = RULES_FILE) -> ModuleType:
+    """answer_rules.py from this checkout, under a name of its own content: two template versions
+    in one process (copier's update renders both) never share a module."""
+    source = path.read_bytes()
+    name = f"_scaffold_answer_rules_{hashlib.sha256(source).hexdigest()[:16]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+class AnswerRules(Extension):
+    """Adds `problem_with(question, answer, **other_answers)` and the filters the templates use."""
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        rules = load_rules()
+        environment.globals.update(rules.TEMPLATE_GLOBALS)
+        environment.filters.update(rules.TEMPLATE_FILTERS)
