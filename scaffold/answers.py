@@ -29,6 +29,8 @@ class Answers:
     smtp_security: str = "starttls"
     smtp_username: str = ""
     smtp_from: str = ""
+    #: Where users reach authentik (`public_url`); projects from before the question get its default.
+    public_url: str = ""
     src_path: str | None = None
     commit: str | None = None
     raw: dict[str, Any] | None = None
@@ -54,10 +56,19 @@ class Answers:
             smtp_security=str(data.get("smtp_security") or "starttls"),
             smtp_username=str(data.get("smtp_username") or ""),
             smtp_from=str(data.get("smtp_from") or ""),
+            public_url=str(
+                data.get("public_url") or default_public_url(str(data["domain"]), data.get("https_port"))
+            ),
             src_path=data.get("_src_path"),
             commit=data.get("_commit"),
             raw=dict(data),
         )
+
+
+def default_public_url(domain: str, https_port: Any) -> str:
+    """The `public_url` question's default: the domain on the published HTTPS port (copier.yml)."""
+    port = int(https_port or 443)
+    return f"https://{domain}" + ("" if port == 443 else f":{port}")
 
 
 def load_answers(project_dir: Path) -> Answers:
