@@ -10,11 +10,9 @@ user's stack relies on is changed.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import secrets
 import socket
-import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -192,57 +190,6 @@ def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
     if check and result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr}")
     return result
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP answer: status, lower-cased headers, body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class _PublishedTLS(http.client.HTTPSConnection):
-    """TLS to 127.0.0.1:port with SNI = the given host name, whatever that name resolves to."""
-
-    def connect(self) -> None:
-        raw = socket.create_connection(("127.0.0.1", self.port), self.timeout)
-        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
-
-
-def published_request(
-    port: int,
-    path: str,
-    headers: dict[str, str],
-    *,
-    method: str = "GET",
-    body: bytes | None = None,
-    tls: bool = True,
-    sni: str = DOMAIN,
-) -> Answer:
-    """One request to a host port nginx publishes, on the wire as a browser sends it.
-
-    `headers` must name the Host (a browser behind a router that forwards 443 to the published port
-    sends the domain without a port; one on the published port sends `domain:port`). Redirects are
-    not followed: the test looks at each Location.
-    """
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn: http.client.HTTPConnection = _PublishedTLS(sni, port, timeout=10, context=context)
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-    finally:
-        conn.close()
 
 
 @contextlib.contextmanager

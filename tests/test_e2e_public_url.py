@@ -15,18 +15,17 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
-from urllib.parse import urljoin, urlsplit
 
 import pytest
+from browser import login, published_request, walk
 from polling import wait_for
-from stack import DOMAIN, Answer, Stack, published_request, running_stack, unique_name
+from stack import DOMAIN, Stack, running_stack, unique_name
 from test_doctor_stack import Doctor, secrets_of
 from test_e2e_stack import curl, json_log
 
 pytestmark = pytest.mark.docker
 
 PUBLIC = f"https://{DOMAIN}"
-LOGIN = "/api/v3/flows/executor/default-authentication-flow/?query=next%3D%252Fif%252Fuser%252F"
 
 
 @pytest.fixture(scope="module")
@@ -41,29 +40,6 @@ def router(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator
             context=lambda: stack.logs("nginx")[-2000:],
         )
         yield stack
-
-
-def walk(port: int, host: str, path: str = "/") -> list[tuple[str, Answer]]:
-    """GET `path` as a browser that typed https://<host>/ and follow every redirect (at most 5)."""
-    url = f"https://{host}{path}"
-    hops = []
-    for _ in range(6):
-        parts = urlsplit(url)
-        answer = published_request(
-            port, parts.path + (f"?{parts.query}" if parts.query else ""), {"Host": host}
-        )
-        hops.append((url, answer))
-        if answer.status not in (301, 302, 303, 307, 308):
-            return hops
-        url = urljoin(url, answer.headers["location"])
-    raise AssertionError(f"redirect loop: {[(u, a.status) for u, a in hops]}")
-
-
-def login(port: int, host: str, origin: str) -> Answer:
-    """The login form's POST to the flow executor, with the Origin a browser adds."""
-    body = b'{"component": "ak-stage-identification", "uid_field": "akadmin"}'
-    headers = {"Host": host, "Origin": origin, "Content-Type": "application/json"}
-    return published_request(port, LOGIN, headers, method="POST", body=body)
 
 
 @pytest.mark.parametrize(

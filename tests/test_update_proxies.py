@@ -120,10 +120,18 @@ def _previous_release_repo(dest: Path) -> Path:
 
 
 def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, capsys) -> None:
-    """A project of the last release gets the new files and defaults; nothing else of it changes."""
+    """A project of the last release gets the new files and defaults; nothing else of it changes.
+
+    It publishes HTTPS on 8443, so its browsers open https://DOMAIN:8443: the new public_url answer
+    defaults to exactly that, and authentik's base URL and the HTTP redirect stay as they were.
+    """
     repo = _previous_release_repo(tmp_path / "template")
-    project = new_project(tmp_path / "sso", repo)
+    project = new_project(tmp_path / "sso", repo, "https_port=8443")
     user_edits(project)
+    base_url = "AUTHENTIK_WEB__BASE_URL: https://sso.example.test:8443\n"
+    assert base_url in (project / "compose.yaml").read_text()
+    redirect = "return 301 https://sso.example.test:8443$request_uri;"
+    assert redirect in (project / "nginx/conf.d/authentik.conf").read_text()
     # This version, as the next release of that template.
     fresh = make_template_repo(tmp_path / "current")
     for item in repo.iterdir():
@@ -146,3 +154,9 @@ def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, 
     assert (project / "nginx/snippets/real-ip.conf").is_file()
     assert (project / "nginx/custom/site-root.conf").is_file() and "site-root.conf" not in site
     assert "AUTHENTIK_WEB__PATH:" not in (project / "compose.yaml").read_text()
+    # public_url: no answer needed, the behaviour is kept; nginx now passes the Host as sent.
+    assert "public_url: https://sso.example.test:8443" in answers
+    assert base_url in (project / "compose.yaml").read_text()
+    assert redirect in site
+    proxy = (project / "nginx/snippets/proxy-authentik.conf").read_text()
+    assert "proxy_set_header Host $http_host;" in proxy and "$host:8443" not in proxy
