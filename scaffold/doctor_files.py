@@ -309,6 +309,11 @@ def check_compose_config(ctx: Context) -> Outcome:
 
 # -- proxy headers --------------------------------------------------------------------------------------
 
+#: The Host as the browser sent it, once conf.d/authentik.conf's map has checked it is this site's
+#: (`$http_host` unchecked works too, but lets any Host through).
+HOST_VARIABLES = ("$scaffold_site_host", "$http_host")
+HOST_DIRECTIVE = "proxy_set_header Host $scaffold_site_host"
+
 #: (what, pattern, why) for the directives authentik's reverse-proxy guide asks for.
 _HEADER_RULES = (
     (
@@ -317,8 +322,8 @@ _HEADER_RULES = (
         "WebSockets (outposts, the UI's live updates) need HTTP/1.1 to the upstream",
     ),
     (
-        "proxy_set_header Host $http_host",
-        r"proxy_set_header\s+Host\s+\"?\$(?:host|http_host)\b",
+        HOST_DIRECTIVE,
+        r"proxy_set_header\s+Host\s+\"?\$(?:host|http_host|scaffold_site_host)\b",
         "authentik's CSRF check compares Origin with Host",
     ),
     (
@@ -360,11 +365,11 @@ def host_header_problem(value: str, public_url: str) -> str | None:
     """Why `proxy_set_header Host <value>` breaks authentik for users of `public_url`, or None.
 
     authentik compares the browser's Origin with the Host it gets, so the Host must be the one the
-    browser sent (`$http_host`): `$host` drops the port, `$host:PORT` puts the published port in
+    browser sent (HOST_VARIABLES): `$host` drops the port, `$host:PORT` puts the published port in
     where a router, tunnel or proxy in front made the browser send none.
     """
     value = value.lower()
-    if value == "$http_host":
+    if value in HOST_VARIABLES:
         return None
     public_port = urlsplit(public_url).port
     if value == "$host":
@@ -387,7 +392,7 @@ def missing_proxy_headers(text: str, public_url: str) -> list[tuple[str, str]]:
     host = re.search(r"proxy_set_header\s+Host\s+\"?([^\s;\"]+)\"?\s*;", text, re.I)
     reported = any(what.startswith("proxy_set_header Host ") for what, _ in missing)
     if host and not reported and (why := host_header_problem(host.group(1), public_url)):
-        missing.append(("proxy_set_header Host $http_host", why))
+        missing.append((HOST_DIRECTIVE, why))
     values = re.findall(r"proxy_set_header\s+X-Forwarded-For\s+\"?([^\s;\"]+)", text, re.I)
     if any(value.lower() == "$proxy_add_x_forwarded_for" for value in values):
         missing.append(

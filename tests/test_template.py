@@ -188,15 +188,15 @@ def test_only_the_domain_reaches_authentik_with_the_host_the_client_sent(rendere
     conf = (project / "nginx" / "conf.d" / "authentik.conf").read_text()
     proxy = (project / "nginx" / "snippets" / "proxy-authentik.conf").read_text()
     headers = directives(proxy, "proxy_set_header")
-    assert "Host $http_host" in headers and "X-Forwarded-Host $http_host" in headers, headers
+    assert "Host $scaffold_site_host" in headers and "X-Forwarded-Host $scaffold_site_host" in headers
     site_map = conf[conf.index("map $http_host $scaffold_site_host") :]
     site_map = site_map[: site_map.index("}")]
     port = VARIANTS[name].get("https_port", 443)
-    expected = {"default 0", f"{DOMAIN} 1"} | ({f"{DOMAIN}:{port} 1"} if port != 443 else set())
+    hosts = {DOMAIN} | ({f"{DOMAIN}:{port}"} if port != 443 else set())
     entries = {line.strip().rstrip(";") for line in site_map.splitlines()[1:] if line.strip()}
-    assert entries == expected, entries
+    assert entries == {'default ""'} | {f"{host} {host}" for host in hosts}, entries
     https_block = conf[conf.index("listen 443") :]
-    assert "if ($scaffold_site_host = 0) {\n        return 421;" in https_block
+    assert 'if ($scaffold_site_host = "") {\n        return 421;' in https_block
     for block in (https_block, conf[conf.index("listen 80") : conf.index("listen 443")]):
         assert "include /etc/nginx/snippets/redirects.conf;" in block
     redirects = (project / "nginx" / "snippets" / "redirects.conf").read_text()

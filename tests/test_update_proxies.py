@@ -159,4 +159,4 @@ def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, 
     assert base_url in (project / "compose.yaml").read_text()
     assert redirect in site
     proxy = (project / "nginx/snippets/proxy-authentik.conf").read_text()
-    assert "proxy_set_header Host $http_host;" in proxy and "$host:8443" not in proxy
+    assert "proxy_set_header Host $scaffold_site_host;" in proxy and "$host:8443" not in proxy
