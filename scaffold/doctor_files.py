@@ -313,6 +313,9 @@ def check_compose_config(ctx: Context) -> Outcome:
 #: (`$http_host` unchecked works too, but lets any Host through).
 HOST_VARIABLES = ("$scaffold_site_host", "$http_host")
 HOST_DIRECTIVE = "proxy_set_header Host $scaffold_site_host"
+#: Where no such map exists (a project from before public_url): authentik's guide's line.
+PLAIN_HOST_DIRECTIVE = "proxy_set_header Host $http_host"
+_SITE_HOST_MAP = re.compile(r"map\s+\$http_host\s+\$scaffold_site_host\b")
 
 #: (what, pattern, why) for the directives authentik's reverse-proxy guide asks for.
 _HEADER_RULES = (
@@ -388,11 +391,17 @@ def host_header_problem(value: str, public_url: str) -> str | None:
 
 def missing_proxy_headers(text: str, public_url: str) -> list[tuple[str, str]]:
     """The directives authentik needs that `text` lacks, each with why it matters."""
-    missing = [(what, why) for what, pattern, why in _HEADER_RULES if not re.search(pattern, text, re.I)]
+    # Recommend nothing nginx cannot load: $scaffold_site_host exists only with the template's map.
+    wanted_host = HOST_DIRECTIVE if _SITE_HOST_MAP.search(text) else PLAIN_HOST_DIRECTIVE
+    missing = [
+        (wanted_host if what == HOST_DIRECTIVE else what, why)
+        for what, pattern, why in _HEADER_RULES
+        if not re.search(pattern, text, re.I)
+    ]
     host = re.search(r"proxy_set_header\s+Host\s+\"?([^\s;\"]+)\"?\s*;", text, re.I)
     reported = any(what.startswith("proxy_set_header Host ") for what, _ in missing)
     if host and not reported and (why := host_header_problem(host.group(1), public_url)):
-        missing.append((HOST_DIRECTIVE, why))
+        missing.append((wanted_host, why))
     values = re.findall(r"proxy_set_header\s+X-Forwarded-For\s+\"?([^\s;\"]+)", text, re.I)
     if any(value.lower() == "$proxy_add_x_forwarded_for" for value in values):
         missing.append(
@@ -428,7 +437,8 @@ def check_proxy_headers(ctx: Context) -> Outcome:
         return warn(
             f"nginx's configuration lacks what authentik needs from its proxy: {listed}",
             "add these lines to nginx/snippets/proxy-authentik.conf (`git diff nginx/` shows your edits; "
-            "the template's version has them), then `docker compose exec nginx nginx -s reload`",
+            "the template's version has them, `scaffold update` brings a project from an older release up "
+            "to it), then `docker compose exec nginx nginx -s reload`",
         )
     return ok("nginx passes Host, X-Forwarded-Proto/-For and the WebSocket upgrade headers over HTTP/1.1")
 

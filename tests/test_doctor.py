@@ -525,6 +525,10 @@ def test_proxy_headers_want_the_host_the_browser_sent(rendered: Path) -> None:
     ] == ["proxy_set_header Host $scaffold_site_host"]
     # Unchecked, but the Host as sent: not a CSRF problem.
     assert missing_proxy_headers(with_host("$http_host"), "https://sso.example.test:8443") == []
+    # A project from the last release has no map of its hosts: doctor recommends authentik's own line.
+    last_release = with_host("$host:8443").replace("map $http_host $scaffold_site_host", "map $x $y")
+    ((what, _),) = missing_proxy_headers(last_release, "https://sso.example.test:8443")
+    assert what == "proxy_set_header Host $http_host"
 
 
 def test_secrets_in_tracked_files_and_answers_fail_without_showing_them(project: Path) -> None:
