@@ -94,3 +94,25 @@ def load_answers(project_dir: Path) -> Answers:
             f"{path} is not a mapping of answers", hint="restore it from git or from .scaffold/backups/"
         )
     return Answers.from_mapping(data)
+
+
+def public_url_update(answers: Answers, data: dict[str, Any]) -> dict[str, str]:
+    """The `public_url` an update that changes `domain` or `https_port` needs, when none is given.
+
+    copier keeps a stored answer, so without this a public URL that was the default (the published
+    port) would stay on the old port, and one on the old domain would point away from authentik.
+    A default public URL follows the new default; a chosen one keeps its port on the new domain.
+    """
+    if "public_url" in data or not {"domain", "https_port"} & data.keys():
+        return {}
+    raw = answers.raw or {}
+    domain = str(data.get("domain", answers.domain))
+    try:
+        if answers.public_url == default_public_url(answers.domain, raw.get("https_port")):
+            return {"public_url": default_public_url(domain, data.get("https_port", raw.get("https_port")))}
+    except ValueError:  # a bad https_port: copier refuses it with its own message
+        return {}
+    if "domain" not in data:
+        return {}
+    port = answers.public_url.split("://", 1)[-1].partition(":")[2]
+    return {"public_url": f"https://{domain}" + (f":{port}" if port else "")}

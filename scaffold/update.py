@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scaffold import output
-from scaffold.answers import Answers, load_answers
+from scaffold.answers import Answers, load_answers, public_url_update
 from scaffold.errors import EXIT_FAILED, EXIT_OK, ProjectError, TemplateError, UsageError
 from scaffold.gitutil import conflicted_files, dirty_paths, git, is_repo_root, tracked_files
 from scaffold.layout import ProjectLayout
@@ -129,7 +129,8 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
         raise ProjectError("the answers file has no _src_path (template source)", hint="restore it from git")
     source = str(answers.src_path)
     tags = template_tags(source)
-    check_data_keys(opts.data, template_questions(source))
+    questions = template_questions(source)
+    check_data_keys(opts.data, questions)
 
     current = answers.commit
     target_ref = opts.to_ref
@@ -150,6 +151,8 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
         )
 
     data = dict(opts.data)
+    if "public_url" in questions:
+        data.update(public_url_update(answers, data))
     warnings: list[str] = []
     if opts.authentik:
         warnings += _check_authentik(answers.authentik_version, opts.authentik, yes=opts.yes)

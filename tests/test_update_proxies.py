@@ -84,9 +84,32 @@ def test_changing_the_answers_later_rerenders_what_depends_on_them(
     assert "set_real_ip_from" not in (project / "nginx/snippets/real-ip.conf").read_text()
 
 
+def test_public_url_follows_a_new_port_unless_it_was_chosen(
+    tmp_path: Path, template_repo: Path, capsys
+) -> None:
+    """copier keeps stored answers: a default public URL must still follow `https_port` and `domain`."""
+    project = new_project(tmp_path / "sso", template_repo)
+
+    def update(answer: str) -> str:
+        assert main(["update", str(project), "--data", answer]) == 0, capsys.readouterr().err
+        commit(project, f"update {answer}")
+        compose = (project / "compose.yaml").read_text()
+        return compose.split("AUTHENTIK_WEB__BASE_URL: ", 1)[1].split("\n", 1)[0]
+
+    assert update("https_port=8443") == "https://sso.example.test:8443"
+    assert update("public_url=https://sso.example.test") == "https://sso.example.test"
+    assert update("https_port=9443") == "https://sso.example.test", "a chosen public URL was replaced"
+    assert update("domain=login.example.test") == "https://login.example.test"
+    assert "public_url: https://login.example.test" in (project / ".copier-answers.yml").read_text()
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
-    [("upstream_proxies=0.0.0.0/0", "every IPv4 address"), ("web_path=auth", "must start and end with '/'")],
+    [
+        ("upstream_proxies=0.0.0.0/0", "every IPv4 address"),
+        ("web_path=auth", "must start and end with '/'"),
+        ("public_url=https://other.example.test", "is not on the domain"),
+    ],
 )
 def test_bad_new_answer_on_update_is_refused_and_changes_nothing(
     tmp_path: Path, template_repo: Path, capsys, answer: str, message: str
