@@ -412,6 +412,32 @@ def check_https_port(value: int, *, http_port: int = 80) -> None:
         raise AnswerProblem(f"https_port and http_port are both {value}", "they must differ.")
 
 
+def check_public_url(value: str, *, domain: str = "") -> None:
+    """Where users reach authentik: https, the domain itself, an optional port, nothing else (the
+    path is `web_path`). It may differ from `https_port` when a router or proxy forwards to it."""
+    example = f"https://{domain or 'DOMAIN'}"
+    rest = value[len("https://") :] if value.startswith("https://") else ""
+    if not rest:
+        raise AnswerProblem(f"{shown(value)} is not an https URL", f"use {example} (or {example}:PORT).")
+    host, colon, port = rest.partition(":")
+    if re.search(r"[/?#@\s]", rest) or _has_control_characters(rest):
+        plain = re.sub(r"\s", "", host.split("/")[0]).lower() + (f":{port.split('/')[0]}" if colon else "")
+        raise AnswerProblem(
+            f"{shown(value)} has more than a host and port",
+            f"give https://{plain} (authentik's path is web_path).",
+        )
+    if host != domain:
+        raise AnswerProblem(
+            f"{shown(value)} is not on the domain {domain}", f"use {example} (or {example}:PORT)."
+        )
+    if colon and not (re.fullmatch(r"[1-9][0-9]{0,4}", port) and int(port) <= 65535):
+        raise AnswerProblem(
+            f"{shown(value)} has no valid port after ':'", "use a port from 1 to 65535, or none for 443."
+        )
+    if port == "443":
+        raise AnswerProblem(f"{shown(value)}: leave out :443", f"it is the default ({example}).")
+
+
 # --- E-mail ------------------------------------------------------------------------------------
 
 
@@ -471,6 +497,7 @@ RULES: dict[str, Callable[..., None]] = {
     "upstream_proxies": parse_upstream_proxies,
     "http_port": check_port,
     "https_port": check_https_port,
+    "public_url": check_public_url,
     "smtp_host": check_smtp_host,
     "smtp_port": check_smtp_port,
     "smtp_username": check_smtp_username,

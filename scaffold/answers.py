@@ -29,6 +29,8 @@ class Answers:
     smtp_security: str = "starttls"
     smtp_username: str = ""
     smtp_from: str = ""
+    #: Where users reach authentik (`public_url`); projects from before the question get its default.
+    public_url: str = ""
     src_path: str | None = None
     commit: str | None = None
     raw: dict[str, Any] | None = None
@@ -52,6 +54,7 @@ class Answers:
             smtp_security=data.get("smtp_security") or "starttls",
             smtp_username=data.get("smtp_username") or "",
             smtp_from=data.get("smtp_from") or "",
+            public_url=data.get("public_url") or default_public_url(data["domain"], data.get("https_port")),
             src_path=data.get("_src_path"),
             commit=None if data.get("_commit") is None else str(data["_commit"]),
             raw=dict(data),
@@ -74,6 +77,9 @@ ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
     "smtp_security": str,
     "smtp_username": str,
     "smtp_from": str,
+    "public_url": str,
+    "http_port": int,
+    "https_port": int,
     "_src_path": str,
     "_commit": (str, int),
 }
@@ -93,6 +99,12 @@ def _check_types(data: dict[str, Any]) -> None:
                 f"the answers file has {key}: {value!r}, which is not {_TYPE_WORDS[allowed[0]]}",
                 hint=f"correct {key} in .copier-answers.yml, or {_RESTORE_HINT}; commit, and run again",
             )
+
+
+def default_public_url(domain: str, https_port: Any) -> str:
+    """The `public_url` question's default: the domain on the published HTTPS port (copier.yml)."""
+    port = int(https_port or 443)
+    return f"https://{domain}" + ("" if port == 443 else f":{port}")
 
 
 def load_answers(project_dir: Path) -> Answers:
@@ -115,3 +127,25 @@ def load_answers(project_dir: Path) -> Answers:
             f"{path} is not a mapping of answers", hint="restore it from git or from .scaffold/backups/"
         )
     return Answers.from_mapping(data)
+
+
+def public_url_update(answers: Answers, data: dict[str, Any]) -> dict[str, str]:
+    """The `public_url` an update that changes `domain` or `https_port` needs, when none is given.
+
+    copier keeps a stored answer, so without this a public URL that was the default (the published
+    port) would stay on the old port, and one on the old domain would point away from authentik.
+    A default public URL follows the new default; a chosen one keeps its port on the new domain.
+    """
+    if "public_url" in data or not {"domain", "https_port"} & data.keys():
+        return {}
+    raw = answers.raw or {}
+    domain = str(data.get("domain", answers.domain))
+    try:
+        if answers.public_url == default_public_url(answers.domain, raw.get("https_port")):
+            return {"public_url": default_public_url(domain, data.get("https_port", raw.get("https_port")))}
+    except ValueError:  # a bad https_port: copier refuses it with its own message
+        return {}
+    if "domain" not in data:
+        return {}
+    port = answers.public_url.split("://", 1)[-1].partition(":")[2]
+    return {"public_url": f"https://{domain}" + (f":{port}" if port else "")}

@@ -84,6 +84,7 @@ def all_checks() -> tuple[Check, ...]:
         doctor_files,
         doctor_flow,
         doctor_network,
+        doctor_publicurl,
         doctor_realip,
         doctor_stack,
         doctor_tls,
@@ -100,6 +101,7 @@ def all_checks() -> tuple[Check, ...]:
         *doctor_tls.CHECKS,
         *doctor_stack.CHECKS,
         *doctor_flow.CHECKS,
+        *doctor_publicurl.CHECKS,
         *doctor_clientaddr.CHECKS,
     )
 

@@ -151,9 +151,14 @@ class Context:
         return int(self.answer("https_port", 443) or 443)
 
     @property
+    def public_url(self) -> str:
+        """Where users reach authentik (the `public_url` answer), e.g. https://sso.example.com."""
+        return self.answers.public_url
+
+    @property
     def public_origin(self) -> str:
-        port = "" if self.https_port == 443 else f":{self.https_port}"
-        return f"{self.domain}{port}"
+        """The public URL's host and port as a browser sends them in Host (`sso.example.com:8443`)."""
+        return self.public_url.split("://", 1)[-1].rstrip("/")
 
     @cached_property
     def web_path(self) -> str:

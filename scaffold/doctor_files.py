@@ -10,6 +10,7 @@ import re
 import stat
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from scaffold import envkeys
 from scaffold.doctor_core import (
@@ -295,6 +296,14 @@ def check_compose_config(ctx: Context) -> Outcome:
 
 # -- proxy headers --------------------------------------------------------------------------------------
 
+#: The Host as the browser sent it, once conf.d/authentik.conf's map has checked it is this site's
+#: (`$http_host` unchecked works too, but lets any Host through).
+HOST_VARIABLES = ("$scaffold_site_host", "$http_host")
+HOST_DIRECTIVE = "proxy_set_header Host $scaffold_site_host"
+#: Where no such map exists (a project from before public_url): authentik's guide's line.
+PLAIN_HOST_DIRECTIVE = "proxy_set_header Host $http_host"
+_SITE_HOST_MAP = re.compile(r"map\s+\$http_host\s+\$scaffold_site_host\b")
+
 #: (what, pattern, why) for the directives authentik's reverse-proxy guide asks for.
 _HEADER_RULES = (
     (
@@ -303,8 +312,8 @@ _HEADER_RULES = (
         "WebSockets (outposts, the UI's live updates) need HTTP/1.1 to the upstream",
     ),
     (
-        "proxy_set_header Host $host",
-        r"proxy_set_header\s+Host\s+\"?\$(?:host|http_host)\b",
+        HOST_DIRECTIVE,
+        r"proxy_set_header\s+Host\s+\"?\$(?:host|http_host|scaffold_site_host)\b",
         "authentik's CSRF check compares Origin with Host",
     ),
     (
@@ -342,20 +351,44 @@ def nginx_config_text(root: Path) -> str:
     return re.sub(r"(?m)#.*$", "", "\n".join(texts))
 
 
-def missing_proxy_headers(text: str, https_port: int) -> list[tuple[str, str]]:
+def host_header_problem(value: str, public_url: str) -> str | None:
+    """Why `proxy_set_header Host <value>` breaks authentik for users of `public_url`, or None.
+
+    authentik compares the browser's Origin with the Host it gets, so the Host must be the one the
+    browser sent (HOST_VARIABLES): `$host` drops the port, `$host:PORT` puts the published port in
+    where a router, tunnel or proxy in front made the browser send none.
+    """
+    value = value.lower()
+    if value in HOST_VARIABLES:
+        return None
+    public_port = urlsplit(public_url).port
+    if value == "$host":
+        if public_port is None:
+            return None
+        return (
+            f"$host drops the port: browsers on {public_url} send Origin {public_url}, which no longer "
+            'matches, so authentik\'s CSRF check fails ("Origin checking failed")'
+        )
+    return (
+        f"Host is replaced by {value}: a browser that came another way (a router, tunnel or proxy in "
+        "front, or the published port) sends an Origin that no longer matches, so authentik's CSRF "
+        'check fails ("Origin checking failed") and forward auth picks no provider'
+    )
+
+
+def missing_proxy_headers(text: str, public_url: str) -> list[tuple[str, str]]:
     """The directives authentik needs that `text` lacks, each with why it matters."""
-    missing = [(what, why) for what, pattern, why in _HEADER_RULES if not re.search(pattern, text, re.I)]
-    if https_port != 443 and not missing:
-        host = re.search(r"proxy_set_header\s+Host\s+\"?(\S+?)\"?\s*;", text, re.I)
-        if host and host.group(1) == "$host":
-            missing.append(
-                (
-                    f"proxy_set_header Host $host:{https_port}",
-                    f"with https_port {https_port} browsers send Origin https://<domain>:{https_port}; "
-                    "a Host "
-                    'without the port fails authentik\'s CSRF check ("Origin checking failed")',
-                )
-            )
+    # Recommend nothing nginx cannot load: $scaffold_site_host exists only with the template's map.
+    wanted_host = HOST_DIRECTIVE if _SITE_HOST_MAP.search(text) else PLAIN_HOST_DIRECTIVE
+    missing = [
+        (wanted_host if what == HOST_DIRECTIVE else what, why)
+        for what, pattern, why in _HEADER_RULES
+        if not re.search(pattern, text, re.I)
+    ]
+    host = re.search(r"proxy_set_header\s+Host\s+\"?([^\s;\"]+)\"?\s*;", text, re.I)
+    reported = any(what.startswith("proxy_set_header Host ") for what, _ in missing)
+    if host and not reported and (why := host_header_problem(host.group(1), public_url)):
+        missing.append((wanted_host, why))
     values = re.findall(r"proxy_set_header\s+X-Forwarded-For\s+\"?([^\s;\"]+)", text, re.I)
     if any(value.lower() == "$proxy_add_x_forwarded_for" for value in values):
         missing.append(
@@ -385,13 +418,14 @@ def check_proxy_headers(ctx: Context) -> Outcome:
             "no nginx configuration in nginx/conf.d or nginx/snippets",
             "restore it from git (`git checkout -- nginx/`) or re-render it with `scaffold update`",
         )
-    missing = missing_proxy_headers(text, ctx.https_port)
+    missing = missing_proxy_headers(text, ctx.public_url)
     if missing:
         listed = "; ".join(f"{what} ({why})" for what, why in missing)
         return warn(
             f"nginx's configuration lacks what authentik needs from its proxy: {listed}",
             "add these lines to nginx/snippets/proxy-authentik.conf (`git diff nginx/` shows your edits; "
-            "the template's version has them), then `docker compose exec nginx nginx -s reload`",
+            "the template's version has them, `scaffold update` brings a project from an older release up "
+            "to it), then `docker compose exec nginx nginx -s reload`",
         )
     return ok("nginx passes Host, X-Forwarded-Proto/-For and the WebSocket upgrade headers over HTTP/1.1")
 

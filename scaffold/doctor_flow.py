@@ -103,8 +103,9 @@ def judge_login_flow(
             return fail(
                 f"{_path(last.path)} redirects to another site, {last.location} ({chain}): authentik does "
                 f"not know its public address is https://{origin}",
-                f"compose.yaml must set `AUTHENTIK_WEB__BASE_URL: https://{origin}`, and nginx must pass the "
-                f"Host the browser used (see proxy.headers); then {RELOAD} and `docker compose up -d`",
+                f"compose.yaml must set `AUTHENTIK_WEB__BASE_URL: https://{origin}` (the public_url answer; "
+                "`scaffold update` renders it), and nginx must pass the Host the browser used (see "
+                f"proxy.headers); then {RELOAD} and `docker compose up -d`",
             )
         return fail(
             f"more than {MAX_REDIRECTS} redirects from {url}: {chain}",

@@ -236,7 +236,8 @@ def _publisher(ctx: Context, port: int) -> str | None:
     return None
 
 
-def _nginx_bindings(nginx: dict[str, Any], container_port: int) -> list[int]:
+def published_ports(nginx: dict[str, Any], container_port: int) -> list[int]:
+    """The host ports the nginx container publishes its `container_port` on, from `docker inspect`."""
     ports = ((nginx.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{container_port}/tcp") or []
     return sorted({int(b["HostPort"]) for b in ports if str(b.get("HostPort", "")).isdigit()})
 
@@ -255,7 +256,7 @@ def check_port(ctx: Context, *, answer: str, container_port: int) -> Outcome:
         )
     nginx = ctx.running("nginx")
     if nginx is not None:
-        bound = _nginx_bindings(nginx, container_port)
+        bound = published_ports(nginx, container_port)
         if port in bound:
             if accepts(port):
                 return ok(f"port {port} ({answer}) is published by this stack's nginx and answers{note}")

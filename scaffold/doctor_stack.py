@@ -326,7 +326,8 @@ def judge_websocket(status: int, headers: dict[str, str], accept_ok: bool, url: 
         return fail(
             f"authentik refused the WebSocket at {url} ({status}): the Host/Origin nginx forwards do not "
             "match (authentik's CSRF check)",
-            "nginx must send the Host the browser used, port included when it is not 443 (see proxy.headers)",
+            "nginx must pass the Host as the browser sent it, `proxy_set_header Host $scaffold_site_host` "
+            "(see proxy.headers), and `public_url` must be the address users open (see stack.public-url)",
         )
     return fail(
         f"the WebSocket upgrade to {url} does not get through (HTTP {status} instead of 101): the UI shows "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from scaffold import output, template_source
 from scaffold.answer_rules import answer_problems
-from scaffold.answers import Answers, load_answers
+from scaffold.answers import Answers, load_answers, public_url_update
 from scaffold.errors import (
     EXIT_FAILED,
     EXIT_NEEDS_ATTENTION,
@@ -78,10 +78,13 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
         raise ProjectError("the answers file has no _src_path (template source)", hint="restore it from git")
     source = answers.src_path
     tags = template_source.template_tags(source)
-    check_data_keys(opts.data, template_source.template_questions(source))
+    questions = template_source.template_questions(source)
+    check_data_keys(opts.data, questions)
     _check_stale_answers(answers, opts.data)
     target_ref = _target_ref(opts.to_ref, answers.commit, source, tags)
     data = dict(opts.data)
+    if questions is None or "public_url" in questions:
+        data.update(public_url_update(answers, data))
     warnings: list[str] = []
     authentik = _authentik_target(opts)
     if authentik is not None and authentik != answers.authentik_version:

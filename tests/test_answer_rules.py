@@ -29,7 +29,19 @@ from scaffold.answer_rules import (
 )
 
 #: (question, answer, other answers, words the message must contain)
+_ON_DOMAIN = {"domain": "sso.example.test"}
 BAD_ANSWERS = [
+    ("public_url", "http://sso.example.test", _ON_DOMAIN, "is not an https URL"),
+    ("public_url", "sso.example.test", _ON_DOMAIN, "is not an https URL"),
+    ("public_url", "https://sso.example.test/auth/", _ON_DOMAIN, "more than a host and port"),
+    ("public_url", "https://sso.example.test/", _ON_DOMAIN, "more than a host and port"),
+    ("public_url", "https://other.example.test", _ON_DOMAIN, "is not on the domain sso.example.test"),
+    ("public_url", "https://SSO.example.test", _ON_DOMAIN, "is not on the domain sso.example.test"),
+    ("public_url", "https://sso.example.test:0", _ON_DOMAIN, "no valid port"),
+    ("public_url", "https://sso.example.test:70000", _ON_DOMAIN, "no valid port"),
+    ("public_url", "https://sso.example.test:", _ON_DOMAIN, "no valid port"),
+    ("public_url", "https://sso.example.test:443", _ON_DOMAIN, "leave out :443"),
+    ("public_url", "https://user@sso.example.test", _ON_DOMAIN, "more than a host and port"),
     ("project_name", "", {}, "is empty"),
     ("project_name", "My Stack", {}, "not a valid Compose project name"),
     ("project_name", "-stack", {}, "not a valid Compose project name"),
@@ -143,6 +155,8 @@ BAD_NETWORK_ANSWERS = [
 ]
 
 GOOD_ANSWERS = [
+    ("public_url", "https://sso.example.test", _ON_DOMAIN),
+    ("public_url", "https://sso.example.test:18443", _ON_DOMAIN),
     ("project_name", "2024", {}),
     ("project_name", "null", {}),
     ("project_name", "0x1f", {}),
@@ -230,7 +244,10 @@ VALID_TEXT_ANSWERS = {
     "smtp_username": "mailer",
     "smtp_password": "secret",
     "smtp_from": "authentik <authentik@example.test>",
+    "public_url": "https://sso.example.test:8443",
 }
+#: The other answers a text rule depends on, for the examples above.
+TEXT_ANSWER_CONTEXT = {"public_url": {"domain": "sso.example.test"}}
 #: Separators: the answer is a list, a line break there is one more comma.
 WHITESPACE_IS_A_SEPARATOR = {"upstream_proxies"}
 
@@ -239,7 +256,7 @@ def test_every_text_rule_has_a_valid_example_here():
     text_rules = {name for name in RULES if name not in {"acme_accept_no_email", "http_port", "https_port"}}
     assert text_rules - {"smtp_port"} == set(VALID_TEXT_ANSWERS)
     for question, answer in VALID_TEXT_ANSWERS.items():
-        assert problem_with(question, answer) == "", question
+        assert problem_with(question, answer, **TEXT_ANSWER_CONTEXT.get(question, {})) == "", question
 
 
 @settings(max_examples=300, deadline=None)
@@ -257,7 +274,9 @@ def test_no_answer_lets_a_line_break_or_control_character_through(question, cont
         "start": control + valid,
         "middle": valid[:cut] + control + valid[cut:],
     }[where]
-    assert problem_with(question, answer), f"{question}={answer!r} was accepted"
+    assert problem_with(question, answer, **TEXT_ANSWER_CONTEXT.get(question, {})), (
+        f"{question}={answer!r} was accepted"
+    )
 
 
 # --- The network rules against ipaddress ------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import LOGIN
 from polling import wait_for
 from stack import DOMAIN, OVERRIDE, Stack, running_stack, unique_name
 from stack import docker as docker_cli
@@ -108,8 +109,9 @@ def test_web_path_leads_to_the_login_flow(path_stack: Stack) -> None:
     assert url.startswith(f"https://{DOMAIN}/auth/if/flow/default-authentication-flow/"), url
     assert "<ak-flow-executor" in body, body
 
+    # Relative: the browser stays on the address and port it used (issue 12).
     status, headers, _ = https_get(stack, nginx_ip, "/auth?x=1")
-    assert (status, headers.get("location")) == (301, f"https://{stack.public_host}/auth/?x=1")
+    assert (status, headers.get("location")) == (301, "/auth/?x=1")
 
     # Under the path, authentik gets the path unchanged and sees the client and the scheme.
     client_ip = stack.client_address()
@@ -187,13 +189,14 @@ class Chain:
     front_ip: str
     edge: str
 
-    def via_front(self, path: str, *headers: str) -> dict[str, Any]:
+    def via_front(self, path: str, *headers: str, host: str | None = None, post: str | None = None) -> Any:
+        """authentik's answer to a request through the front proxy (a POST when `post` is given)."""
         args = []
-        for header in headers:
+        for header in (f"Host: {host or self.stack.public_host}", *headers):
             args += ["-H", header]
-        result = curl(
-            self.stack, "-H", f"Host: {self.stack.public_host}", *args, f"http://{self.front}{path}"
-        )
+        if post is not None:
+            args += ["--data-binary", post, "-H", "Content-Type: application/json"]
+        result = curl(self.stack, *args, f"http://{self.front}{path}")
         return json.loads(result.stdout)
 
     def direct(self, path: str, *headers: str) -> dict[str, Any]:
@@ -225,7 +228,9 @@ def chain(tmp_path: Path, images: Any, *, cloudflare: bool) -> Iterator[Chain]:
             "IPAddress"
         ]
         answer = "cloudflare" if cloudflare else front_ip
-        with running_stack(tmp_path, images, {"upstream_proxies": answer}) as stack:
+        # The proxy in front serves the public URL on port 443; nginx publishes a high port.
+        data = {"upstream_proxies": answer, "public_url": f"https://{DOMAIN}"}
+        with running_stack(tmp_path, images, data) as stack:
             override_path = stack.dir / OVERRIDE
             override = json.loads(override_path.read_text())
             override["services"]["nginx"]["networks"]["edge"] = {}
@@ -266,6 +271,15 @@ def test_chain_authentik_sees_the_original_client(tmp_path: Path, standin_images
         # the right-most address that is not a trusted proxy, so the forged entry is ignored.
         seen = ch.via_front("/through-front-forged", f"X-Forwarded-For: {FORGED}")
         assert seen["client_ip"] == client_ip, seen
+
+        # Issue 12: the front proxy's Host (the public URL's, no port) reaches authentik unchanged,
+        # and the browser's login POST from that origin passes authentik's CSRF check.
+        seen = ch.via_front("/through-front-public-host", host=DOMAIN)
+        assert (seen["host"], seen["scheme"]) == (DOMAIN, "https"), seen
+        flow = ch.via_front(LOGIN, f"Origin: https://{DOMAIN}", host=DOMAIN, post="{}")
+        assert flow == {"component": "xak-flow-redirect", "to": "/if/user/"}, flow
+        refused = ch.via_front(LOGIN, f"Origin: https://{DOMAIN}:{stack.https_port}", host=DOMAIN, post="{}")
+        assert "Origin checking failed" in refused["detail"], refused
 
         for headers in ((f"X-Forwarded-For: {FORGED}",), (f"CF-Connecting-IP: {FORGED}",),
                         (f"X-Real-IP: {FORGED}", f"Forwarded: for={FORGED}")):  # fmt: skip

@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import login, walk
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from polling import wait_for
 from stack import DOMAIN, Stack, running_stack, unique_name
 from stack import docker as docker_cli
 
@@ -276,7 +278,7 @@ class Bringup:
 
     @property
     def expected_upstream_host(self) -> str:
-        """template/nginx/snippets/proxy-authentik.conf.jinja: `$host` plus the public port if not 443."""
+        """template/nginx/snippets/proxy-authentik.conf.jinja: the Host as the browser sent it."""
         return self.public_host
 
 
@@ -463,6 +465,19 @@ def test_unknown_host_on_port_80_gets_no_answer(stack: Stack, nginx_ip: str) -> 
         )
 
 
+def test_known_sni_with_another_host_on_port_443_is_refused(stack: Stack, nginx_ip: str) -> None:
+    """Issue 13 item 11: SNI = the domain, `Host: evil.test`: 421 from the default server, never its
+    welcome page, never authentik; over HTTP/1.1 and HTTP/2."""
+    for version in ("--http1.1", "--http2"):
+        result = curl(
+            stack, "-k", version, "--resolve", f"{DOMAIN}:443:{nginx_ip}", "-H", "Host: evil.test",
+            "-w", "\n%{http_code}", f"https://{DOMAIN}/", check=False,
+        )  # fmt: skip
+        body, _, status = result.stdout.rpartition("\n")
+        assert status == "421", f"{version}: {result.stdout}{result.stderr}"
+        assert "Welcome to nginx" not in body and '"host"' not in body, body
+
+
 def test_unknown_sni_on_port_443_is_rejected(stack: Stack, nginx_ip: str) -> None:
     for sni_args in (["-servername", "unknown.example.test"], ["-noservername"]):
         result = stack.client(
@@ -504,9 +519,25 @@ def test_authentik_sees_client_host_scheme_and_trusted_proxy(
     )
     assert seen["path"] == "/api/v3/root/config/?probe=1", seen
     assert not in_any(client_ip, trusted_networks(stack)), "the client must be outside the trusted subnet"
-    # A browser that leaves the port out (port 443 in its URL) still yields the public host.
+    # A browser that leaves the port out (a router forwards port 443 here) is passed on as it is: the
+    # Host must match its Origin, https://DOMAIN (issue 12).
     bare = echo(stack, nginx_ip, "/bare-host")
-    assert bare["host"] == e2e.expected_upstream_host, bare
+    assert (bare["host"], bare["headers"].get("x-forwarded-host")) == (DOMAIN, DOMAIN), bare
+
+
+def test_browser_on_the_published_port_logs_in_and_keeps_the_port(stack: Stack) -> None:
+    """Issue 12: Host and Origin `domain:PORT` (the default public_url): the login flow's redirects keep
+    the port, and the login POST passes authentik's CSRF check."""
+    host = stack.public_host
+    hops = wait_for(
+        lambda: (h := walk(stack.https_port, host)) and h[-1][1].status == 200 and h, "the login flow"
+    )
+    assert all(url.startswith(f"https://{host}/") for url, _ in hops), [url for url, _ in hops]
+    assert all(":443" not in answer.headers.get("location", "") for _, answer in hops), hops
+    answer = login(stack.https_port, host, f"https://{host}")
+    assert answer.status == 200, answer
+    refused = login(stack.https_port, host, f"https://{DOMAIN}")
+    assert refused.status == 403 and b"Origin checking failed" in refused.body, refused
 
 
 @pytest.mark.parametrize(

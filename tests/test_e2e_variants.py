@@ -171,6 +171,18 @@ def test_ipv6_variant(tmp_path: Path, standin_images) -> None:
             seen = json.loads(result.stdout)
             assert seen["client_ip"] == client_v6, f"authentik sees {seen['client_ip']!r}, not {client_v6}"
             assert seen["scheme"] == "https" and seen["trusted_peer"] is True, seen
+            # Another host over the IPv6 listens: 421 on 443 (the domain's SNI), no answer on 80.
+            foreign = docker_cli(
+                "exec", extra_client, "curl", "-sS", "--max-time", "10", "-k", "-o", "/dev/null",
+                "-w", "%{http_code}", "-H", "Host: evil.example",
+                "--resolve", f"{DOMAIN}:443:[{nginx_v6}]", f"https://{DOMAIN}/over-ipv6",
+            )  # fmt: skip
+            assert foreign.stdout == "421", foreign.stdout
+            plain = docker_cli(
+                "exec", extra_client, "curl", "-sS", "--max-time", "10", "-H", "Host: evil.example",
+                f"http://[{nginx_v6}]/", check=False,
+            )  # fmt: skip
+            assert plain.returncode == 52, f"port 80 over IPv6 answered another host: {plain.stdout}"
         finally:
             docker_cli("rm", "-f", extra_client, check=False)
             docker_cli("network", "disconnect", "-f", extra_net, stack.container_id("nginx"), check=False)

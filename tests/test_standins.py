@@ -28,6 +28,7 @@ import pytest
 from docker.models.containers import Container
 from docker.models.volumes import Volume
 from polling import wait_for
+from standins.authentik.csrf import origin_refusal
 from standins.authentik.server import App, serve
 from standins.authentik.trust import (
     DEFAULT_TRUSTED_PROXY_CIDRS,
@@ -106,6 +107,32 @@ def test_untrusted_peer_ignores_forwarded_headers() -> None:
     view = policy("192.0.2.0/24").view("172.18.0.3", "http", headers)
     assert not view.trusted_peer
     assert (view.client_ip, view.scheme) == ("172.18.0.3", "http")
+
+
+def test_csrf_origin_must_be_the_scheme_and_host_authentik_derives() -> None:
+    """Django's Origin check: exact `scheme://host`, the host with its port as the request names it."""
+    proxied = {"host": "sso.example.test:8443", "x-forwarded-proto": "https"}
+    view = policy("10.0.0.0/24").view("10.0.0.2", "http", proxied)
+    assert origin_refusal("POST", {"origin": "https://sso.example.test:8443"}, view) is None
+    assert origin_refusal("POST", {"origin": "https://sso.example.test"}, view) == (
+        "Origin checking failed - https://sso.example.test does not match any trusted origins."
+    )
+    # Behind a router on 443 the browser and nginx both name the host without a port.
+    bare = policy("10.0.0.0/24").view("10.0.0.2", "http", {**proxied, "host": "sso.example.test"})
+    assert origin_refusal("PUT", {"origin": "https://sso.example.test"}, bare) is None
+    # Safe methods and requests without Origin are not checked by the Origin rule.
+    assert origin_refusal("GET", {"origin": "https://evil.example"}, view) is None
+    assert origin_refusal("POST", {}, view) is None
+
+
+def test_csrf_trusts_forwarded_scheme_and_host_only_from_trusted_proxies() -> None:
+    headers = {"host": "sso.example.test", "x-forwarded-proto": "https", "x-forwarded-host": "evil.example"}
+    trusted = policy("10.0.0.0/24").view("10.0.0.2", "http", headers)
+    assert origin_refusal("POST", {"origin": "https://evil.example"}, trusted) is None
+    untrusted = policy("10.0.0.0/24").view("198.51.100.7", "http", headers)
+    # From anybody else: the connection's own scheme and the Host header.
+    assert origin_refusal("DELETE", {"origin": "https://sso.example.test"}, untrusted) is not None
+    assert origin_refusal("DELETE", {"origin": "http://sso.example.test"}, untrusted) is None
 
 
 def test_ipv4_mapped_peer_is_plain_ipv4() -> None:
@@ -228,6 +255,23 @@ def test_chunked_body_head_and_http10_close(local_server: int) -> None:
     head = exchange(local_server, b"HEAD /h HTTP/1.0\r\n\r\n", lambda r: False)
     assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
     assert head.endswith(b"\r\n\r\n")
+
+
+def test_login_post_passes_or_fails_authentiks_csrf_check(local_server: int) -> None:
+    login = "POST /api/v3/flows/executor/default-authentication-flow/ HTTP/1.1\r\nHost: a:8443\r\n"
+    body = b'{"uid_field": "akadmin"}'
+    tail = f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    passed = exchange(local_server, login.encode() + b"Origin: http://a:8443\r\n" + tail, lambda r: b"}" in r)
+    assert passed.startswith(b"HTTP/1.1 200"), passed
+    assert json.loads(passed.split(b"\r\n\r\n", 1)[1]) == {
+        "component": "xak-flow-redirect",
+        "to": "/if/user/",
+    }
+    refused = exchange(local_server, login.encode() + b"Origin: http://a\r\n" + tail, lambda r: b"}" in r)
+    assert refused.startswith(b"HTTP/1.1 403"), refused
+    assert json.loads(refused.split(b"\r\n\r\n", 1)[1]) == {
+        "detail": "CSRF Failed: Origin checking failed - http://a does not match any trusted origins."
+    }
 
 
 def test_health_and_bad_requests(local_server: int) -> None:

@@ -39,6 +39,8 @@ VARIANTS = {
     "no-email": {"acme_email": "", "acme_accept_no_email": True},
     "pinned-subnet": {"proxy_subnet": "10.222.77.0/28"},
     "web-path": {"web_path": "/auth/", "https_port": 8443},
+    # A router takes public port 443 to host port 8443: users open https://DOMAIN.
+    "behind-router": {"https_port": 8443, "public_url": f"https://{DOMAIN}"},
     "upstream-proxies": {"upstream_proxies": "192.0.2.10, 198.51.100.0/24 2001:db8::/48"},
     "cloudflare": {"upstream_proxies": "cloudflare, 10.20.30.0/24"},
     # Review items 5 and 7: `$`, quotes and a numeric project name (the folder's) reach compose.yaml.
@@ -179,7 +181,7 @@ def test_web_path_serves_authentik_under_the_path_only(rendered):
     conf = (project / "nginx" / "conf.d" / "authentik.conf").read_text()
     site_root = project / "nginx" / "custom" / "site-root.conf"
     port = VARIANTS[name].get("https_port", 443)
-    origin = f"https://{DOMAIN}" + (f":{port}" if port != 443 else "")
+    origin = VARIANTS[name].get("public_url", f"https://{DOMAIN}" + (f":{port}" if port != 443 else ""))
     # authentik adds web.path to the base URL itself: the base URL stays the origin.
     assert server["AUTHENTIK_WEB__BASE_URL"] == origin
     https_block = conf[conf.index("listen 443") :]
@@ -187,7 +189,8 @@ def test_web_path_serves_authentik_under_the_path_only(rendered):
     if name == "web-path":
         assert server["AUTHENTIK_WEB__PATH"] == "/auth/"
         assert locations == ["^~ /auth/", "= /auth"], locations
-        assert f"return 301 {origin}/auth/$is_args$args;" in conf
+        # Relative: the browser keeps the address (and port) it used.
+        assert "return 301 /auth/$is_args$args;" in conf
         assert "proxy_pass https://authentik;" in https_block
         assert directives(site_root.read_text(), "return") == ["404"]
         assert directives(https_block, "include").count("/etc/nginx/custom/site-root.conf") == 1
@@ -200,6 +203,30 @@ def test_web_path_serves_authentik_under_the_path_only(rendered):
     http_block = conf[conf.index("listen 80") : conf.index("listen 443")]
     assert "include /etc/nginx/snippets/acme-challenge.conf;" in http_block
     assert f"return 301 {origin}$request_uri;" in http_block
+
+
+def test_only_the_domain_reaches_authentik_with_the_host_the_client_sent(rendered):
+    """Issue 12: Host passed as sent; the site answers the domain bare or on its own ports only."""
+    name, project = rendered
+    conf = (project / "nginx" / "conf.d" / "authentik.conf").read_text()
+    proxy = (project / "nginx" / "snippets" / "proxy-authentik.conf").read_text()
+    headers = directives(proxy, "proxy_set_header")
+    assert "Host $scaffold_site_host" in headers and "X-Forwarded-Host $scaffold_site_host" in headers
+    site_map = conf[conf.index("map $http_host $scaffold_site_host") :]
+    site_map = site_map[: site_map.index("}")]
+    port = VARIANTS[name].get("https_port", 443)
+    hosts = {DOMAIN} | ({f"{DOMAIN}:{port}"} if port != 443 else set())
+    entries = {line.strip().rstrip(";") for line in site_map.splitlines()[1:] if line.strip()}
+    assert entries == {'default ""'} | {f"{host} {host}" for host in hosts}, entries
+    https_block = conf[conf.index("listen 443") :]
+    assert 'if ($scaffold_site_host = "") {\n        return 421;' in https_block
+    for block in (https_block, conf[conf.index("listen 80") : conf.index("listen 443")]):
+        assert "include /etc/nginx/snippets/redirects.conf;" in block
+    redirects = (project / "nginx" / "snippets" / "redirects.conf").read_text()
+    assert directives(redirects, "absolute_redirect") == ["off"]
+    assert directives(redirects, "port_in_redirect") == ["off"]
+    default = (project / "nginx" / "conf.d" / "00-scaffold-default.conf").read_text()
+    assert directives(default[default.index("listen 443") :], "return") == ["421"]
 
 
 UPSTREAMS = {

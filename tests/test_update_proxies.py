@@ -87,9 +87,32 @@ def test_changing_the_answers_later_rerenders_what_depends_on_them(
     assert "set_real_ip_from" not in (project / "nginx/snippets/real-ip.conf").read_text()
 
 
+def test_public_url_follows_a_new_port_unless_it_was_chosen(
+    tmp_path: Path, template_repo: Path, capsys
+) -> None:
+    """copier keeps stored answers: a default public URL must still follow `https_port` and `domain`."""
+    project = new_project(tmp_path / "sso", template_repo)
+
+    def update(answer: str) -> str:
+        assert main(["update", str(project), "--data", answer]) == 0, capsys.readouterr().err
+        commit(project, f"update {answer}")
+        compose = (project / "compose.yaml").read_text()
+        return compose.split("AUTHENTIK_WEB__BASE_URL: ", 1)[1].split("\n", 1)[0]
+
+    assert update("https_port=8443") == "https://sso.example.test:8443"
+    assert update("public_url=https://sso.example.test") == "https://sso.example.test"
+    assert update("https_port=9443") == "https://sso.example.test", "a chosen public URL was replaced"
+    assert update("domain=login.example.test") == "https://login.example.test"
+    assert "public_url: https://login.example.test" in (project / ".copier-answers.yml").read_text()
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
-    [("upstream_proxies=0.0.0.0/0", "every IPv4 address"), ("web_path=auth", "must start and end with '/'")],
+    [
+        ("upstream_proxies=0.0.0.0/0", "every IPv4 address"),
+        ("web_path=auth", "must start and end with '/'"),
+        ("public_url=https://other.example.test", "is not on the domain"),
+    ],
 )
 def test_bad_new_answer_on_update_is_refused_and_changes_nothing(
     tmp_path: Path, template_repo: Path, capsys, answer: str, message: str
@@ -123,10 +146,18 @@ def _previous_release_repo(dest: Path) -> Path:
 
 
 def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, capsys) -> None:
-    """A project of the last release gets the new files and defaults; nothing else of it changes."""
+    """A project of the last release gets the new files and defaults; nothing else of it changes.
+
+    It publishes HTTPS on 8443, so its browsers open https://DOMAIN:8443: the new public_url answer
+    defaults to exactly that, and authentik's base URL and the HTTP redirect stay as they were.
+    """
     repo = _previous_release_repo(tmp_path / "template")
-    project = new_project(tmp_path / "sso", repo)
+    project = new_project(tmp_path / "sso", repo, "https_port=8443")
     user_edits(project)
+    base_url = "AUTHENTIK_WEB__BASE_URL: https://sso.example.test:8443\n"
+    assert base_url in (project / "compose.yaml").read_text()
+    redirect = "return 301 https://sso.example.test:8443$request_uri;"
+    assert redirect in (project / "nginx/conf.d/authentik.conf").read_text()
     # This version, as the next release of that template.
     fresh = make_template_repo(tmp_path / "current")
     for item in repo.iterdir():
@@ -156,3 +187,9 @@ def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, 
     assert (project / "nginx/snippets/real-ip.conf").is_file()
     assert (project / "nginx/custom/site-root.conf").is_file() and "site-root.conf" not in site
     assert "AUTHENTIK_WEB__PATH:" not in (project / "compose.yaml").read_text()
+    # public_url: no answer needed, the behaviour is kept; nginx now passes the Host as sent.
+    assert "public_url: https://sso.example.test:8443" in answers
+    assert base_url in (project / "compose.yaml").read_text()
+    assert redirect in site
+    proxy = (project / "nginx/snippets/proxy-authentik.conf").read_text()
+    assert "proxy_set_header Host $scaffold_site_host;" in proxy and "$host:8443" not in proxy

@@ -1,11 +1,12 @@
 """HTTP/1.1 front end of the authentik stand-in (asyncio protocols, stdlib only).
 
 Serves everything under AUTHENTIK_WEB__PATH as authentik does (outside it: `/` redirects to the path,
-the rest is 404). Under the path it answers health checks, sends an anonymous visitor of the root
-through authentik's redirects to the login flow, serves flow pages as HTML, echoes WebSocket frames on
-ws/client/, and echoes every other request as authentik would see it (after applying the
-trusted-proxy rules). Written against asyncio.Protocol rather than streams because it runs in
-benchmarks behind nginx.
+the rest is 404). Under the path it refuses unsafe requests whose Origin is not the request's own
+(authentik's CSRF check, csrf.py), answers health checks, sends an anonymous visitor of the root
+through authentik's redirects to the login flow, serves flow pages as HTML, accepts a login stage
+posted to the flow executor, echoes WebSocket frames on ws/client/, and echoes every other request
+as authentik would see it (after applying the trusted-proxy rules). Written against asyncio.Protocol
+rather than streams because it runs in benchmarks behind nginx.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import ssl
 from urllib.parse import quote
 
+from .csrf import origin_refusal
 from .log import AccessLog
 from .trust import TrustPolicy, parse_ip
 from .websocket import EchoSession, handshake_accept
@@ -26,11 +28,13 @@ HEALTH_PATHS = frozenset({"/-/health/live/", "/-/health/ready/"})
 WEBSOCKET_PATH = "/ws/client/"
 USER_INTERFACE = "/if/user/"
 FLOW_PREFIX = "/if/flow/"
+FLOW_EXECUTOR_PREFIX = "/api/v3/flows/executor/"
 LOGIN_FLOW = "default-authentication-flow"
 REASONS = {
     101: "Switching Protocols",
     200: "OK",
     302: "Found",
+    403: "Forbidden",
     404: "Not Found",
     400: "Bad Request",
     413: "Content Too Large",
@@ -221,7 +225,11 @@ class HttpProtocol(asyncio.Protocol):
         view = app.policy.view(self.peer, self.scheme, headers)
         inner = app.route(path)
         content_type, location = "application/json", ""
-        if inner is None:
+        refusal = origin_refusal(method, headers, view) if inner is not None else None
+        if refusal is not None:
+            # What authentik's API answers (Django REST framework's wording around Django's reason).
+            status, payload = 403, json.dumps({"detail": f"CSRF Failed: {refusal}"}).encode()
+        elif inner is None:
             # authentik's own router: the bare root leads to the path, nothing else is served.
             if path == "/":
                 status, payload, location = 302, b"", app.web_path
@@ -237,6 +245,10 @@ class HttpProtocol(asyncio.Protocol):
         elif inner.startswith(FLOW_PREFIX) and inner.count("/") == 4:
             status, content_type = 200, "text/html; charset=utf-8"
             payload = _flow_page(inner.removeprefix(FLOW_PREFIX).strip("/"))
+        elif method == "POST" and inner.startswith(FLOW_EXECUTOR_PREFIX) and inner.count("/") == 6:
+            # A submitted login stage: the flow executor answers where the browser goes next.
+            status = 200
+            payload = json.dumps({"component": "xak-flow-redirect", "to": app.web_path + "if/user/"}).encode()
         elif inner == WEBSOCKET_PATH:
             accept = handshake_accept(method, version, headers)
             if accept is None:
