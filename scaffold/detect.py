@@ -156,11 +156,13 @@ def run_detect(
 def _detect_locked(
     layout: ProjectLayout, answers: Answers, docker: DockerAPI | None, report: DetectReport, *, dry_run: bool
 ) -> None:
-    if not dry_run:
-        remove_stale_temp_files(layout.root, layout.env_file.name)
     env = EnvDocument.load(layout.env_file)
     report.created = not layout.env_file.exists()
     report.problems = env.problems()
+    if _refuse_ambiguous(env, report):
+        return
+    if not dry_run:
+        remove_stale_temp_files(layout.root, layout.env_file.name)
     before = env.render()
     state = ScaffoldState.load(layout.state_file)
 
@@ -192,6 +194,42 @@ def _detect_locked(
     if smtp_password:
         layout.smtp_handoff.unlink(missing_ok=True)
     _record_state(layout, state, env, answers, verified=decision.verified)
+
+
+def _refuse_ambiguous(env: EnvDocument, report: DetectReport) -> bool:
+    """True (with the lines to fix in `report.errors`) when python-dotenv and Compose may disagree on keys.
+
+    scaffold sees `.env` through python-dotenv; the stack sees it through Docker Compose. Where they read
+    different keys, a key missing for scaffold may be a secret Compose uses: generating it would append a
+    new value that Compose then takes (the last one wins). So nothing is generated or written at all.
+    """
+    blocking = [problem for problem in report.problems if problem.blocking]
+    if not blocking:
+        return False
+    report.problems = [problem for problem in report.problems if not problem.blocking]
+    report.errors.append(_ambiguity_summary(blocking))
+    report.errors.extend(f".env line {problem.line}: {problem.message}" for problem in blocking)
+    return True
+
+
+def _ambiguity_summary(blocking: list[EnvProblem]) -> str:
+    lines = ", ".join(str(n) for n in dict.fromkeys(problem.line for problem in blocking))
+    return (
+        f".env was not changed: python-dotenv (which scaffold reads) and Docker Compose (which runs the "
+        f"stack) read it differently (line {lines}), so scaffold cannot tell which keys exist and will not "
+        "generate or write anything"
+    )
+
+
+def require_unambiguous_env(project_dir: Path) -> None:
+    """Raise when the `.env` merge at the end of an operation (`scaffold update`) would stop: stop first."""
+    blocking = EnvDocument.load(ProjectLayout(project_dir).env_file).blocking_problems()
+    if blocking:
+        raise EnvFileError(
+            _ambiguity_summary(blocking),
+            hint="; ".join(f"line {problem.line}: {problem.message}" for problem in blocking)
+            + "; then run again",
+        )
 
 
 def _record_state(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from scaffold import output
 from scaffold.answers import Answers, load_answers
+from scaffold.detect import require_unambiguous_env
 from scaffold.errors import EXIT_FAILED, EXIT_OK, ProjectError, TemplateError, UsageError
 from scaffold.gitutil import conflicted_files, dirty_paths, git, is_repo_root, tracked_files
 from scaffold.layout import ProjectLayout
@@ -112,6 +113,7 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
     if not project.is_dir():
         raise ProjectError(f"{project} is not a folder", hint="give the folder of a generated stack")
     answers = load_answers(project)
+    require_unambiguous_env(project)  # the .env merge at the end would stop; stop before copier runs
     if not is_repo_root(project):
         raise ProjectError(
             f"{project} is not a git repository; updates merge template changes through git",

@@ -173,6 +173,57 @@ def test_malformed_lines_are_kept_and_reported(project: Path):
         assert word in result.stdout
 
 
+# First lines a user may well keep in .env that python-dotenv and Docker Compose read differently: each hid
+# every key below it from scaffold (the backslash escapes the closing quote and swallows lines up to the
+# next `'`), and scaffold then appended new secrets that Compose used instead of the real ones.
+AMBIGUOUS_FIRST_LINES = {
+    "windows path in single quotes": "BACKUP_DIR='C:\\'",
+    "yaml style": "BACKUP_DIR: /srv/backup",
+    "text after a closing quote": "NOTE='backup' daily",
+    "unclosed double quote": 'NOTE="started',
+    "quoted name": "'NOTE'=1",
+}
+
+
+@pytest.fixture(scope="module")
+def committed_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated stack in a git repository with a first commit, as `scaffold new` leaves it."""
+    project = generate(tmp_path_factory.mktemp("ambiguous") / unique_name("amb"), {})
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"], cwd=project, check=True
+    )
+    return project
+
+
+@pytest.mark.parametrize("first_line", AMBIGUOUS_FIRST_LINES.values(), ids=AMBIGUOUS_FIRST_LINES.keys())
+def test_secrets_are_never_generated_while_python_dotenv_and_compose_disagree(
+    committed_project: Path, first_line: str
+):
+    project = committed_project
+    env = project / ".env"
+    original = env.read_bytes()
+    env.write_bytes(first_line.encode() + b"\n" + original)
+    before = env.read_bytes()
+    backups = sorted((project / ".scaffold" / "backups").glob("*"))
+    try:
+        for command in (["detect"], ["detect", "--dry-run"], ["update"]):
+            result = scaffold_cli(project, *command)
+            printed = result.stdout + result.stderr
+            assert result.returncode == 1, f"{command}: {printed}"
+            assert "line 1" in printed and "fix" in printed and "generated" not in printed, printed
+            assert env.read_bytes() == before, f"{command} changed .env"
+        hook = scaffold_cli(project, "hook")
+        assert hook.returncode == 0, "the copier task must never fail"
+        assert "line 1" in hook.stderr and env.read_bytes() == before
+        assert sorted((project / ".scaffold" / "backups").glob("*")) == backups
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True)
+        assert status.stdout == "", "update changed tracked files before refusing"
+    finally:
+        env.write_bytes(original)
+
+
 def test_env_directory_is_refused_by_detect_and_survived_by_the_hook(project: Path):
     (project / ".env").unlink()
     (project / ".env").mkdir()
