@@ -60,11 +60,15 @@ def check_env_present(ctx: Context) -> Outcome:
                 "ran before, restore .env from your backup or .scaffold/backups/ instead: the database "
                 "needs its old PG_PASS",
             )
+        if path.is_symlink():
+            return fail(
+                f".env is a symbolic link (to {os.readlink(path)}): scaffold refuses to read or write "
+                "secrets through a link (they could land, or a file be truncated, wherever it points)",
+                'replace the link with the file itself: `cp --remove-destination "$(readlink -f .env)" .env`',
+            )
         return fail(
             f".env cannot be read: {ctx.env_error}", "fix the file as the message says, then run again"
         )
-    if path.is_symlink():
-        return ok(f".env exists (a link to {path.resolve()})")
     return ok(".env exists")
 
 

@@ -108,11 +108,16 @@ class EnvDocument:
 
     @classmethod
     def load(cls, path: Path) -> EnvDocument:
-        """Read `path` as UTF-8 keeping its bytes (CRLF, BOM) intact; a missing file is an empty document."""
+        """Read `path` as UTF-8 keeping its bytes (CRLF, BOM) intact; a missing file is an empty document.
+
+        A symbolic link is refused (`scaffold.fsutil.refuse_symlink`), never followed.
+        """
+        from scaffold.fsutil import read_bytes_no_follow  # only here: parsing never touches the disk
+
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return cls("")
+            data = read_bytes_no_follow(path)
+            if data is None:
+                return cls("")
         except IsADirectoryError:
             raise EnvFileError(
                 f"{path} is a directory, not a .env file",

@@ -17,12 +17,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scaffold import output
 from scaffold.answers import Answers, load_answers
-from scaffold.detect import require_unambiguous_env
+from scaffold.detect import apply_smtp_password, require_unambiguous_env
 from scaffold.errors import EXIT_FAILED, EXIT_OK, ProjectError, TemplateError, UsageError
 from scaffold.gitutil import conflicted_files, dirty_paths, git, is_repo_root, tracked_files
 from scaffold.layout import ProjectLayout
@@ -312,10 +312,15 @@ def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
 
 
 def run_update_command(opts: UpdateOptions) -> int:
+    # The SMTP password goes to .env in memory (apply_smtp_password), never through copier's files.
+    smtp_password = opts.data.get("smtp_password") or None
+    opts = replace(opts, data={key: value for key, value in opts.data.items() if key != "smtp_password"})
     plan = preflight(opts)
     for warning in plan.warnings:
         output.status("warn", warning)
     if opts.dry_run:
+        if smtp_password is not None:
+            output.status("info", "AUTHENTIK_EMAIL__PASSWORD in .env would be replaced (value not shown)")
         return _dry_run(opts, plan)
 
     layout = ProjectLayout(opts.project_dir)
@@ -325,6 +330,8 @@ def run_update_command(opts: UpdateOptions) -> int:
 
     _run_copier_update(opts.project_dir, plan, opts.conflict)
     attention = run_template_detect(opts.project_dir) != 0
+    if smtp_password is not None:
+        attention = not apply_smtp_password(opts.project_dir, smtp_password) or attention
     conflicts = (
         conflicted_files(opts.project_dir)
         if opts.conflict == "inline"

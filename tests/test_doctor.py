@@ -768,3 +768,12 @@ def test_check_ids_are_unique_and_documented() -> None:
     assert documented == set(ids)
     blocks = re.findall(r"```json\n(.*?)```", docs, re.S)
     assert json.loads(blocks[1]) == doctor.JSON_SCHEMA
+
+
+def test_a_symlinked_env_fails_with_the_fix(project: Path, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.env"
+    (project / ".env").rename(target)
+    (project / ".env").symlink_to(target)
+    result = run_checks(project)["files.env-present"]
+    assert result.status == "fail" and "symbolic link" in result.message
+    assert "cp --remove-destination" in (result.fix or "")
