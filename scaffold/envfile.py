@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,7 +290,7 @@ class EnvDocument:
 
     def _compose_problems(self) -> list[EnvProblem]:
         """Where Docker Compose refuses the file, or reads other keys or values than python-dotenv."""
-        compose = composeenv.read(self._text)
+        compose = composeenv.read(self._text, os.environ)  # Compose runs in this same shell
         if compose.error is not None:
             assert compose.error_offset is not None
             return [
@@ -324,9 +325,10 @@ class EnvDocument:
                 found.append(
                     EnvProblem(
                         self._line_of(statement.offset),
-                        key or None,
-                        f"Docker Compose reads {_name(key)} on this line but python-dotenv does not, so "
-                        f"scaffold cannot see it; fix: {_LINE_FIX}",
+                        None,
+                        # The name is not shown: Compose may be reading part of a quoted value as one.
+                        "Docker Compose reads a variable on this line that python-dotenv does not see, so "
+                        f"scaffold cannot see it either; fix: {_LINE_FIX}",
                         blocking=True,
                     )
                 )
@@ -633,10 +635,6 @@ _LINE_FIX = (
     "`'C:\\'` runs on to the next `'` in the file: write such a value unquoted (`NAME=C:\\`) or in double "
     'quotes with the backslash doubled (`NAME="C:\\\\"`); nothing is written until then'
 )
-
-
-def _name(key: str) -> str:
-    return key if key else "a variable with an empty name"
 
 
 def _without_values(message: str) -> str:

@@ -725,3 +725,10 @@ def test_scaffold_knows_what_docker_compose_reads_and_blocks_exactly_where_the_r
     compose_keys = None if reading.error else set(composeenv.read(text).values())
     blocked = EnvDocument.parse(text).blocking_problems() != []
     assert blocked == (not python_dotenv_agrees_with(text, compose_keys)), text
+
+
+def test_disagreement_messages_never_show_what_compose_reads_after_a_quote() -> None:
+    # Compose reads `hunter2tail` as a variable name; it is the end of what the user meant as the value.
+    doc = EnvDocument.parse("PG_PASS='hunter2 head' hunter2tail\nB=1\n")
+    assert doc.blocking_problems()
+    assert all("hunter2" not in problem.message for problem in doc.problems())
