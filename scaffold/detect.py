@@ -3,7 +3,9 @@
 One run, under an exclusive lock: read `.env` (byte-exact), decide every value scaffold owns,
 and write the file atomically (mode 0600) only when something changed, after a backup of
 the previous file. Secrets are generated once and never changed or printed; a value the user
-set is never overwritten; malformed lines are kept and reported.
+set is never overwritten; malformed lines are kept and reported. Where python-dotenv and Docker
+Compose read different keys, nothing is generated or written (a key scaffold cannot see may be
+a secret Compose uses). No path scaffold writes may be a symbolic link; a dry run writes nothing.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def exclusive_lock(lock_path: Path, *, timeout: float = 30.0) -> Iterator[None]:
     """
     import fcntl  # POSIX only, and only needed here
 
-    refuse_symlink(lock_path.parent, hint=_FOLDER_LINK_HINT)
+    refuse_symlink(lock_path.parent)
     refuse_symlink(lock_path, hint=f"remove the link (`rm {lock_path}`); scaffold creates the lock itself")
     try:
         _make_private_dirs(lock_path.parent)
@@ -114,8 +114,8 @@ def new_backup_dir(backup_root: Path, *, label: str) -> Path:
 
     Refuses a `backup_root` (or its parent) that is a symbolic link: backups hold secrets.
     """
-    refuse_symlink(backup_root.parent, hint=_FOLDER_LINK_HINT)
-    refuse_symlink(backup_root, hint=_FOLDER_LINK_HINT)
+    refuse_symlink(backup_root.parent)
+    refuse_symlink(backup_root)
     _make_private_dirs(backup_root)
     return _new_private_dir(backup_root, timestamp_label(label))
 
@@ -157,8 +157,12 @@ def refuse_symlink(path: Path, *, hint: str | None = None) -> None:
         f"{path} is a symbolic link (to {target}): scaffold does not follow links for the files it writes, "
         "so that a secret cannot land, and no file be truncated, wherever a link points; nothing was changed",
         hint=hint
-        or "replace the link with the file itself "
-        f'(`cp --remove-destination "$(readlink -f {path})" {path}`), then run again',
+        or (
+            _folder_link_hint(path)
+            if path.is_dir()
+            else "replace the link with the file itself "
+            f'(`cp --remove-destination "$(readlink -f {path})" {path}`), then run again'
+        ),
     )
 
 
@@ -220,10 +224,11 @@ def remove_stale_temp_files(directory: Path, name: str) -> list[Path]:
 # -- internals ----------------------------------------------------------------------------------------
 
 
-_FOLDER_LINK_HINT = (
-    "replace the link with a real folder (`rm LINK && mkdir -m 700 LINK`, then move back what you need from "
-    "where it pointed) and run again"
-)
+def _folder_link_hint(path: Path) -> str:
+    return (
+        f"replace the link with a real folder (`rm {path} && mkdir -m 700 {path}`, then move back what you "
+        "need from where it pointed) and run again"
+    )
 
 
 def _open_no_follow(path: Path, flags: int, mode: int = 0o600) -> int:
