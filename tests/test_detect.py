@@ -366,6 +366,37 @@ def test_no_path_scaffold_writes_follows_a_symlink(pristine: Path, tmp_path: Pat
         assert snapshot(project) == inside, f"{command} changed the project"
 
 
+@pytest.mark.parametrize("name", [".env", ".scaffold/backups"])
+def test_update_refuses_a_linked_env_or_backup_folder_before_changing_anything(
+    committed_project: Path, tmp_path: Path, name: str
+):
+    import shutil
+
+    project = committed_project
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = project / name
+    saved = tmp_path / "saved"
+    if name != ".env":
+        target.mkdir(mode=0o700, exist_ok=True)
+    if target.is_dir():
+        shutil.move(target, saved)
+    else:
+        shutil.copy2(target, saved)
+        target.unlink()
+        shutil.copy2(saved, elsewhere / "victim")
+    target.symlink_to(elsewhere / "victim" if name == ".env" else elsewhere)
+    outside, inside = snapshot(elsewhere), snapshot(project)
+    try:
+        result = scaffold_cli(project, "update")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "symbolic link" in result.stderr and name in result.stderr
+        assert snapshot(elsewhere) == outside and snapshot(project) == inside
+    finally:
+        target.unlink()
+        shutil.move(saved, target)
+
+
 def test_dry_run_writes_nothing_at_all(pristine: Path, tmp_path: Path):
     import shutil
 
