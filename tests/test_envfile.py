@@ -686,11 +686,16 @@ def disagreement_texts(draw: st.DrawFn) -> str:
     return "".join(lines)
 
 
+def minimal_shell() -> dict[str, str]:
+    """The environment Compose runs in for the sweep: only what the docker CLI needs to find its plugin."""
+    return {"PATH": os.environ["PATH"], "HOME": os.path.expanduser("~")}
+
+
 def compose_environment(compose: list[str], directory: Path, env_text: str) -> str | None:
     """`docker compose config --environment` for this `.env` in a minimal shell; None when Compose refuses."""
     (directory / ".env").write_bytes(env_text.encode("utf-8"))
     (directory / "compose.yaml").write_text("services:\n  probe:\n    image: alpine\n", encoding="utf-8")
-    shell = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+    shell = minimal_shell()
     result = subprocess.run(
         [*compose, "-p", "probe", "config", "--environment"], cwd=directory, env=shell, capture_output=True
     )
@@ -709,7 +714,7 @@ def test_scaffold_knows_what_docker_compose_reads_and_blocks_exactly_where_the_r
     """The port of Compose's parser reads what the real `docker compose` reads (keys, values, refusals), and
     `blocking_problems` is non-empty exactly when python-dotenv and Compose disagree on the keys."""
     actual = compose_environment(compose, tmp_path, text)
-    shell = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+    shell = minimal_shell()
     reading = composeenv.read(text, shell)
     if actual is None:
         assert reading.error is not None, f"Compose refuses {text!r}; the port reads it"
