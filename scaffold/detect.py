@@ -3,20 +3,32 @@
 One run, under an exclusive lock: read `.env` (byte-exact), decide every value scaffold owns,
 and write the file atomically (mode 0600) only when something changed, after a backup of
 the previous file. Secrets are generated once and never changed or printed; a value the user
-set is never overwritten; malformed lines are kept and reported.
+set is never overwritten; malformed lines are kept and reported. Where python-dotenv and Docker
+Compose read different keys, nothing is generated or written (a key scaffold cannot see may be
+a secret Compose uses). No path scaffold writes may be a symbolic link; a dry run writes nothing.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scaffold import envkeys
+from scaffold import envkeys, output
 from scaffold.answers import Answers, load_answers
 from scaffold.dockerapi import DockerAPI, connect
 from scaffold.envfile import EnvDocument, EnvProblem
 from scaffold.errors import DockerUnavailable, EnvFileError
-from scaffold.fsutil import atomic_write_text, backup_file, exclusive_lock, remove_stale_temp_files
+from scaffold.fsutil import (
+    atomic_write_text,
+    backup_file,
+    exclusive_lock,
+    read_bytes_no_follow,
+    refuse_symlink,
+    remove_stale_temp_files,
+)
 from scaffold.layout import ProjectLayout
 from scaffold.network import decide_subnets
 from scaffold.state import ScaffoldState
@@ -38,7 +50,8 @@ class Change:
 
     def describe(self) -> str:
         if self.secret:
-            return f"{self.key}: {'generated' if not self.old else 'set'} (value not shown)"
+            generated = not self.old and self.key in envkeys.GENERATORS
+            return f"{self.key}: {'generated' if generated else 'set'} (value not shown)"
         return f"{self.key}: {self.new}" if self.old is None else f"{self.key}: {self.old} -> {self.new}"
 
 
@@ -131,9 +144,19 @@ def run_detect(
     docker: DockerAPI | None = None,
     use_docker: bool = True,
     dry_run: bool = False,
+    smtp_password: str | None = None,
 ) -> DetectReport:
-    """Bring `.env` up to date. Raises only when `.env` cannot be read or written at all."""
+    """Bring `.env` up to date. Raises only when `.env` cannot be read or written at all.
+
+    `smtp_password` (from `scaffold new`/`update`, in memory) or the hand-off file plain copier renders
+    replaces AUTHENTIK_EMAIL__PASSWORD: a password given now is newer than the one in `.env`. A dry run
+    writes nothing at all, not even the lock.
+    """
     layout = ProjectLayout(project_dir)
+    for path in layout.scaffold_paths():
+        refuse_symlink(path)
+    if smtp_password is None and not dry_run:
+        smtp_password = _take_handoff(layout)
     answers = load_answers(project_dir)
     report = DetectReport(env_file=layout.env_file)
 
@@ -145,8 +168,8 @@ def run_detect(
         except DockerUnavailable as exc:
             report.docker_error = exc
     try:
-        with exclusive_lock(layout.lock_file):
-            _detect_locked(layout, answers, docker, report, dry_run=dry_run)
+        with nullcontext() if dry_run else exclusive_lock(layout.lock_file):
+            _detect_locked(layout, answers, docker, report, dry_run=dry_run, smtp_password=smtp_password)
     finally:
         if owned_client and docker is not None:
             docker.close()
@@ -170,13 +193,26 @@ def run_detect_command(project_dir: Path, *, dry_run: bool = False) -> int:
 
 
 def _detect_locked(
-    layout: ProjectLayout, answers: Answers, docker: DockerAPI | None, report: DetectReport, *, dry_run: bool
+    layout: ProjectLayout,
+    answers: Answers,
+    docker: DockerAPI | None,
+    report: DetectReport,
+    *,
+    dry_run: bool,
+    smtp_password: str | None,
 ) -> None:
-    if not dry_run:
-        remove_stale_temp_files(layout.root, layout.env_file.name)
     env = EnvDocument.load(layout.env_file)
     report.created = not layout.env_file.exists()
     report.problems = env.problems()
+    if _refuse_ambiguous(env, report):
+        if smtp_password:
+            report.errors.append(
+                f"{envkeys.SMTP_PASSWORD}: the SMTP password given now was not saved; once .env is fixed, "
+                "give it again with `scaffold update --data smtp_password=...` (or edit .env)"
+            )
+        return
+    if not dry_run:
+        remove_stale_temp_files(layout.root, layout.env_file.name)
     before = env.render()
     state = ScaffoldState.load(layout.state_file)
 
@@ -184,8 +220,7 @@ def _detect_locked(
         env, _plan_secrets(env, docker, answers, report), secret=True, comment=SECRET_COMMENT, report=report
     )
 
-    smtp_password = _read_handoff(layout)
-    if smtp_password and not env.get(envkeys.SMTP_PASSWORD):
+    if smtp_password:
         _apply(env, envkeys.SMTP_PASSWORD, smtp_password, secret=True, comment=None, report=report)
 
     answer_values = _plan_answer_settings(env, answers, state, report)
@@ -205,9 +240,63 @@ def _detect_locked(
             report.backup = backup_file(layout.env_file, layout.backups_dir, label="env")
         atomic_write_text(layout.env_file, env.render(), mode=0o600)
         report.written = True
-    if smtp_password:
-        layout.smtp_handoff.unlink(missing_ok=True)
     _record_state(layout, state, env, answers, verified=decision.verified)
+
+
+def _refuse_ambiguous(env: EnvDocument, report: DetectReport) -> bool:
+    """True (with the lines to fix in `report.errors`) when python-dotenv and Compose may disagree on keys.
+
+    scaffold sees `.env` through python-dotenv; the stack sees it through Docker Compose. Where they read
+    different keys, a key missing for scaffold may be a secret Compose uses: generating it would append a
+    new value that Compose then takes (the last one wins). So nothing is generated or written at all.
+    """
+    blocking = [problem for problem in report.problems if problem.blocking]
+    if not blocking:
+        return False
+    report.problems = [problem for problem in report.problems if not problem.blocking]
+    report.errors.append(_ambiguity_summary(blocking))
+    report.errors.extend(f".env line {problem.line}: {problem.message}" for problem in blocking)
+    return True
+
+
+def apply_smtp_password(project_dir: Path, password: str) -> bool:
+    """Put an SMTP password given to `scaffold new`/`update` into `.env`, replacing the one there; True if ok.
+
+    The password reaches `.env` in memory: copier never sees it, so no file ever holds it but `.env`.
+    Prints what happened (never the value).
+    """
+    from scaffold.hook import print_report
+
+    answers = load_answers(project_dir)
+    if not (answers.smtp_enabled and answers.smtp_username):
+        output.status(
+            "warn",
+            "smtp_password was not used: it applies only with smtp_enabled=true and an smtp_username",
+        )
+        return False
+    report = run_detect(project_dir, smtp_password=password)
+    print_report(report, stream=sys.stdout)
+    return report.ok
+
+
+def _ambiguity_summary(blocking: list[EnvProblem]) -> str:
+    lines = ", ".join(str(n) for n in dict.fromkeys(problem.line for problem in blocking))
+    return (
+        f".env was not changed: python-dotenv (which scaffold reads) and Docker Compose (which runs the "
+        f"stack) read it differently (line {lines}), so scaffold cannot tell which keys exist and will not "
+        "generate or write anything"
+    )
+
+
+def require_unambiguous_env(project_dir: Path) -> None:
+    """Raise when the `.env` merge at the end of an operation (`scaffold update`) would stop: stop first."""
+    blocking = EnvDocument.load(ProjectLayout(project_dir).env_file).blocking_problems()
+    if blocking:
+        raise EnvFileError(
+            _ambiguity_summary(blocking),
+            hint="; ".join(f"line {problem.line}: {problem.message}" for problem in blocking)
+            + "; then run again",
+        )
 
 
 def _record_state(
@@ -223,11 +312,37 @@ def _record_state(
         state.save(layout.state_file)
 
 
-def _read_handoff(layout: ProjectLayout) -> str | None:
+def _take_handoff(layout: ProjectLayout) -> str | None:
+    """The SMTP password plain copier rendered into `.scaffold/smtp-password`, exactly; the file is deleted.
+
+    copier writes it with the template's mode (0644) into a folder it may have created 0755, so the
+    folder is made private and the file read and deleted before anything else: it never outlives this
+    run, whatever happens next. A file that is not UTF-8 is deleted and reported, never guessed at.
+    """
+    path = layout.smtp_handoff
     try:
-        return layout.smtp_handoff.read_text(encoding="utf-8").strip() or None
+        if layout.state_dir.is_dir():
+            os.chmod(layout.state_dir, 0o700)
     except OSError:
+        pass  # another user's folder: reading and deleting the file below still happen at once
+    if path.is_dir():
+        raise EnvFileError(
+            f"{path} is a folder; scaffold uses that name for copier's SMTP password hand-off file",
+            hint=f"move the folder out of the way (`mv {path} {path}.dir`) and run again",
+        )
+    try:
+        data = read_bytes_no_follow(path)
+    finally:
+        path.unlink(missing_ok=True)
+    if data is None:
         return None
+    try:
+        return data.decode("utf-8") or None
+    except UnicodeDecodeError:
+        raise EnvFileError(
+            f"{path} was not valid UTF-8, so the SMTP password in it was not used (the file is deleted)",
+            hint="give the password again with `scaffold update --data smtp_password=...`",
+        ) from None
 
 
 def _mark_verification(env: EnvDocument, verified: bool, report: DetectReport) -> None:

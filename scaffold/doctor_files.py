@@ -6,6 +6,7 @@ These need neither the network nor a running stack, so they run first and always
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import subprocess
@@ -59,11 +60,15 @@ def check_env_present(ctx: Context) -> Outcome:
                 "ran before, restore .env from your backup or .scaffold/backups/ instead: the database "
                 "needs its old PG_PASS",
             )
+        if path.is_symlink():
+            return fail(
+                f".env is a symbolic link (to {os.readlink(path)}): scaffold refuses to read or write "
+                "secrets through a link (they could land, or a file be truncated, wherever it points)",
+                'replace the link with the file itself: `cp --remove-destination "$(readlink -f .env)" .env`',
+            )
         return fail(
             f".env cannot be read: {ctx.env_error}", "fix the file as the message says, then run again"
         )
-    if path.is_symlink():
-        return ok(f".env exists (a link to {path.resolve()})")
     return ok(".env exists")
 
 
@@ -154,6 +159,12 @@ def check_env_syntax(ctx: Context) -> Outcome:
     if not problems:
         return ok(".env has no malformed or ambiguous lines")
     listed = "; ".join(str(problem) for problem in problems)
+    if any(problem.blocking for problem in problems):
+        return fail(
+            f"python-dotenv (scaffold) and Docker Compose (the stack) read different keys from .env, or "
+            f"Compose refuses it, so scaffold will not write it: {listed}",
+            "edit .env as each message says (each names its line), then run `scaffold detect`",
+        )
     return warn(
         f"{len(problems)} line(s) of .env that Docker Compose or scaffold may read differently: {listed}",
         "edit .env as each message says (each names its line)",
@@ -218,6 +229,9 @@ def check_secrets_untracked(ctx: Context) -> Outcome:
     names = [name for name in listing.stdout.split("\0") if name]
     secrets = _secret_names(ctx)
     found = _files_containing([ctx.root / name for name in names], ctx.root, secrets)
+    history = _history_outcome(ctx, secrets) if not found else None
+    if history is not None:
+        return history
     if found:
         where = "; ".join(f"{key} in {', '.join(files)}" for key, files in found.items())
         env_tracked = ".env" in names
@@ -238,7 +252,39 @@ def check_secrets_untracked(ctx: Context) -> Outcome:
             "commit it",
             "add a line `.env` to .gitignore",
         )
-    return ok(f"no secret value of .env in the {len(names)} git-tracked files; .env is gitignored")
+    return ok(
+        f"no secret value of .env in the {len(names)} git-tracked files or anywhere in git history; "
+        ".env is gitignored"
+    )
+
+
+def _history_outcome(ctx: Context, secrets: dict[str, str]) -> Outcome | None:
+    """A fail when a secret is in any commit (reverted ones too), a warn when history was not all read."""
+    from scaffold.githistory import BYTE_BUDGET, TIME_BUDGET, GitUnavailable, scan_history
+
+    try:
+        scan = scan_history(ctx.root, {value.encode(): key for value, key in secrets.items()})
+    except GitUnavailable as exc:
+        return warn(f"git history not checked for secrets: {exc}", None)
+    if scan.findings:
+        where = "; ".join(
+            f"{f.key} in {f.path or 'a file'}" + (f" (commit {f.commit})" if f.commit else "")
+            for f in scan.findings
+        )
+        return fail(
+            f"secret values from .env are in git history, though no tracked file holds them now: {where} "
+            "(values not shown); every clone and push carries them",
+            "rotate those secrets (see files.env-secrets for how), and if the history never left this host, "
+            "remove them from it: `git filter-repo --replace-text <file listing the values>` (or the BFG), "
+            "then `git reflog expire --expire=now --all && git gc --prune=now`",
+        )
+    if not scan.complete:
+        return warn(
+            f"no secret in the {scan.blobs} file versions read, but git history is larger than doctor reads "
+            f"({BYTE_BUDGET // 2**20} MB, {TIME_BUDGET:g} s), so older commits were not checked",
+            "search the rest yourself, e.g. `git log -p --all | grep -c -F -f <file listing the values>`",
+        )
+    return None
 
 
 def check_answers_no_secrets(ctx: Context) -> Outcome:

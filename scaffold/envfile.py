@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import bisect
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv.parser import parse_stream
 
+from scaffold import composeenv
 from scaffold.errors import EnvFileError
 
 # The regexes python-dotenv's parser uses (dotenv/parser.py), to find where a value sits inside a line. After
@@ -53,6 +55,9 @@ class EnvProblem:
     line: int
     key: str | None
     message: str  # what is wrong and how to fix it; never contains a value (values may be secrets)
+    # True when python-dotenv (what scaffold reads) and Docker Compose (what the stack runs with) may not
+    # agree on which keys the file sets: nothing may be generated or written until the line is fixed.
+    blocking: bool = False
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
@@ -104,11 +109,16 @@ class EnvDocument:
 
     @classmethod
     def load(cls, path: Path) -> EnvDocument:
-        """Read `path` as UTF-8 keeping its bytes (CRLF, BOM) intact; a missing file is an empty document."""
+        """Read `path` as UTF-8 keeping its bytes (CRLF, BOM) intact; a missing file is an empty document.
+
+        A symbolic link is refused (`scaffold.fsutil.refuse_symlink`), never followed.
+        """
+        from scaffold.fsutil import read_bytes_no_follow  # only here: parsing never touches the disk
+
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return cls("")
+            data = read_bytes_no_follow(path)
+            if data is None:
+                return cls("")
         except IsADirectoryError:
             raise EnvFileError(
                 f"{path} is a directory, not a .env file",
@@ -240,16 +250,20 @@ class EnvDocument:
                     f"the file starts with a UTF-8 byte-order mark (BOM): Docker Compose skips it but "
                     f"python-dotenv {seen}; fix: save the file as UTF-8 without BOM "
                     "(`sed -i '1s/^\\xEF\\xBB\\xBF//' .env`)",
+                    blocking=key is not None,
                 )
             )
         for entry in self._entries:
             if entry.error:
-                found.append(EnvProblem(entry.line, entry.guessed_key, _unparsable_message(entry)))
+                found.append(
+                    EnvProblem(entry.line, entry.guessed_key, _unparsable_message(entry), blocking=True)
+                )
             elif entry.key is not None and entry is not bom_entry:
                 found.extend(
                     EnvProblem(entry.line, entry.key, m) for m in _statement_problems(entry, entry.key)
                 )
         found.extend(self._duplicate_problems())
+        found.extend(self._compose_problems())
         crlf = self._text.find("\r\n")
         if crlf >= 0:
             found.append(
@@ -264,7 +278,72 @@ class EnvDocument:
         found.sort(key=lambda p: p.line)
         return found
 
+    def blocking_problems(self) -> list[EnvProblem]:
+        """The problems that make python-dotenv and Docker Compose disagree on which keys exist.
+
+        While there is one, scaffold cannot tell whether a key it does not see is missing or is a secret
+        Compose uses, so callers must write nothing (a generated secret would replace the real one).
+        """
+        return [problem for problem in self.problems() if problem.blocking]
+
     # -- internals ----------------------------------------------------------------------------------------
+
+    def _compose_problems(self) -> list[EnvProblem]:
+        """Where Docker Compose refuses the file, or reads other keys or values than python-dotenv."""
+        compose = composeenv.read(self._text, os.environ)  # Compose runs in this same shell
+        if compose.error is not None:
+            assert compose.error_offset is not None
+            return [
+                EnvProblem(
+                    self._line_of(compose.error_offset),
+                    None,
+                    f"Docker Compose refuses .env here ({_without_values(compose.error)}), so the stack "
+                    f"cannot start, and scaffold cannot tell which keys Compose would read; fix: {_LINE_FIX}",
+                    blocking=True,
+                )
+            ]
+        found: list[EnvProblem] = []
+        ours = {
+            (e.key[1:] if e.key.startswith(_BOM) and e.start == 0 else e.key): e
+            for e in self._entries
+            if e.key is not None and e.value is not None
+        }
+        theirs = {s.key: s for s in compose.statements if s.value is not None}
+        python_only = [e for key, e in ours.items() if key not in theirs and not e.key.startswith(_BOM)]
+        for entry in python_only:
+            found.append(
+                EnvProblem(
+                    entry.line,
+                    entry.key,
+                    f"python-dotenv reads {entry.key} on this line but Docker Compose does not (it reads the "
+                    f"line as part of another statement); fix: {_LINE_FIX}",
+                    blocking=True,
+                )
+            )
+        for key, statement in theirs.items():
+            if key not in ours:
+                found.append(
+                    EnvProblem(
+                        self._line_of(statement.offset),
+                        None,
+                        # The name is not shown: Compose may be reading part of a quoted value as one.
+                        "Docker Compose reads a variable on this line that python-dotenv does not see, so "
+                        f"scaffold cannot see it either; fix: {_LINE_FIX}",
+                        blocking=True,
+                    )
+                )
+            elif ours[key].value != statement.value and not ours[key].error:
+                found.append(
+                    EnvProblem(
+                        ours[key].line,
+                        key,
+                        f"python-dotenv and Docker Compose read different values for {key} (values not "
+                        "shown): Compose replaces `$NAME` and `${...}` outside single quotes, and the two "
+                        "expand backslash escapes in double quotes differently; fix: write the value in "
+                        "single quotes without backslashes, or `$$` for a literal `$` outside single quotes",
+                    )
+                )
+        return found
 
     def _effective(self, key: str) -> _Entry | None:
         """The last statement that sets `key`: the one python-dotenv and Docker Compose use."""
@@ -550,11 +629,27 @@ def _statement_problems(entry: _Entry, key: str) -> list[str]:
     return found
 
 
+#: How to write a line both readers take the same way; the commonest trap first.
+_LINE_FIX = (
+    "make every line `NAME=value`; a backslash right before a closing single quote escapes that quote, so "
+    "`'C:\\'` runs on to the next `'` in the file: write such a value unquoted (`NAME=C:\\`) or in double "
+    'quotes with the backslash doubled (`NAME="C:\\\\"`); nothing is written until then'
+)
+
+
+def _without_values(message: str) -> str:
+    """Compose's message without the text it quotes from the file (it may be part of a secret)."""
+    return re.compile(r"(?s)(unterminated quoted value|Invalid template:|in variable name) .*").sub(
+        r"\1 ...", message
+    )
+
+
 def _unparsable_message(entry: _Entry) -> str:
     about = f" (it seems to set {entry.guessed_key})" if entry.guessed_key else ""
     return (
         f"python-dotenv cannot parse this line{about} and skips it, and Docker Compose may reject the file "
-        "or read it differently; usual causes are an unclosed quote, text after a closing quote, a space in "
-        "the name, or `NAME: value`; fix: write `NAME=value` with the value in single quotes, or comment the "
-        "line out with `#`"
+        "or read it differently; usual causes are an unclosed quote, a backslash right before a closing "
+        "quote (`'C:\\'`: it escapes the quote), text after a closing quote, a space in the name, or "
+        "`NAME: value`; fix: write `NAME=value` with the value in single quotes (a value ending in a "
+        "backslash: unquoted), or comment the line out with `#`"
     )

@@ -31,11 +31,13 @@ def atomic_write_text(path: Path, text: str, *, mode: int = 0o600) -> None:
     """Replace `path` with `text` (UTF-8, line endings untouched) so that readers see the old or the new file.
 
     The text goes to a temporary file in the same directory, is flushed to disk, gets `mode` (and, when
-    running as root, the previous owner) and is renamed over `path`. A symlink is followed, so the link
-    stays a link. A read-only target means "do not change this": it is refused, not replaced.
+    running as root, the previous owner) and is renamed over `path`. A symbolic link is refused, not
+    followed: a secret must never land wherever a link points. A read-only target means "do not change
+    this": it is refused, not replaced.
     """
     data = text.encode("utf-8")  # before touching the disk: an unencodable text changes nothing
-    target = _resolve_target(path)
+    refuse_symlink(path)
+    target = path
     previous = _existing_file_stat(target)
     directory = target.parent
     if not directory.is_dir():
@@ -66,9 +68,11 @@ def exclusive_lock(lock_path: Path, *, timeout: float = 30.0) -> Iterator[None]:
     """
     import fcntl  # POSIX only, and only needed here
 
+    refuse_symlink(lock_path.parent)
+    refuse_symlink(lock_path, hint=f"remove the link (`rm {lock_path}`); scaffold creates the lock itself")
     try:
         _make_private_dirs(lock_path.parent)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _open_no_follow(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise EnvFileError(
             f"cannot open the lock file {lock_path}: {exc.strerror or exc}",
@@ -106,7 +110,12 @@ def timestamp_label(label: str) -> str:
 
 
 def new_backup_dir(backup_root: Path, *, label: str) -> Path:
-    """A new, empty, private (0700) folder `backup_root/<UTC time>-<label>[-N]/` for one backup."""
+    """A new, empty, private (0700) folder `backup_root/<UTC time>-<label>[-N]/` for one backup.
+
+    Refuses a `backup_root` (or its parent) that is a symbolic link: backups hold secrets.
+    """
+    refuse_symlink(backup_root.parent)
+    refuse_symlink(backup_root)
     _make_private_dirs(backup_root)
     return _new_private_dir(backup_root, timestamp_label(label))
 
@@ -119,13 +128,7 @@ def backup_file(path: Path, backup_root: Path, *, label: str) -> Path:
     """
     timestamp_label(label)  # check the label before touching anything
     try:
-        source = path.stat()
-        if not stat.S_ISREG(source.st_mode):
-            raise EnvFileError(
-                f"cannot back up {path}: it is not a regular file",
-                hint="move whatever is at this path out of the way",
-            )
-        data = path.read_bytes()
+        data, source = _read_no_follow(path)
         folder = new_backup_dir(backup_root, label=label)
         copy = folder / path.name
         _replace_with(copy, data, mode=(stat.S_IMODE(source.st_mode) & 0o600) | 0o400, owner=None)
@@ -136,6 +139,60 @@ def backup_file(path: Path, backup_root: Path, *, label: str) -> Path:
             hint=_hint_for(exc),
         ) from exc
     return folder
+
+
+def refuse_symlink(path: Path, *, hint: str | None = None) -> None:
+    """Raise when `path` is a symbolic link: scaffold never reads secrets from, or writes into, a link.
+
+    A link at `.env`, the lock or a backup folder would send secrets, truncation or a mode change to
+    whatever it points at (another user's file, a shared folder). Nothing is changed when this raises.
+    """
+    if not path.is_symlink():
+        return
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    raise EnvFileError(
+        f"{path} is a symbolic link (to {target}): scaffold does not follow links for the files it writes, "
+        "so that a secret cannot land, and no file be truncated, wherever a link points; nothing was changed",
+        hint=hint
+        or (
+            _folder_link_hint(path)
+            if path.is_dir()
+            else "replace the link with the file itself "
+            f'(`cp --remove-destination "$(readlink -f {path})" {path}`), then run again'
+        ),
+    )
+
+
+def read_bytes_no_follow(path: Path) -> bytes | None:
+    """The bytes of the regular file `path`, None when it does not exist; refuses links, FIFOs, devices.
+
+    Raises EnvFileError for a link or a special file, IsADirectoryError for a folder, OSError otherwise.
+    """
+    try:
+        data, _ = _read_no_follow(path)
+    except FileNotFoundError:
+        return None
+    return data
+
+
+def copy_file_no_follow(source: Path, destination: Path, *, mode: int = 0o600) -> None:
+    """Copy the regular file `source` to `destination` (atomically, `mode`), following no link at either end.
+
+    For backups: a link at the source would copy another file into the backup, a link at the destination
+    would write the copy wherever it points.
+    """
+    refuse_symlink(destination, hint=f"remove the link (`rm {destination}`) and run again")
+    try:
+        data, info = _read_no_follow(source)
+        _replace_with(destination, data, mode=mode, owner=None)
+        os.utime(destination, ns=(info.st_atime_ns, info.st_mtime_ns))
+    except OSError as exc:
+        raise EnvFileError(
+            f"could not copy {source} to {destination}: {exc.strerror or exc}", hint=_hint_for(exc)
+        ) from exc
 
 
 def remove_stale_temp_files(directory: Path, name: str) -> list[Path]:
@@ -167,19 +224,49 @@ def remove_stale_temp_files(directory: Path, name: str) -> list[Path]:
 # -- internals ----------------------------------------------------------------------------------------
 
 
+def _folder_link_hint(path: Path) -> str:
+    return (
+        f"replace the link with a real folder (`rm {path} && mkdir -m 700 {path}`, then move back what you "
+        "need from where it pointed) and run again"
+    )
+
+
+def _open_no_follow(path: Path, flags: int, mode: int = 0o600) -> int:
+    """`os.open` that refuses a symbolic link at `path` (O_NOFOLLOW) with scaffold's message."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            refuse_symlink(path)
+        raise
+
+
+def _read_no_follow(path: Path) -> tuple[bytes, os.stat_result]:
+    """Read a regular file without following a link or blocking on a FIFO; its bytes and stat."""
+    fd = _open_no_follow(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise EnvFileError(
+                f"cannot read {path}: it is not a regular file",
+                hint="move whatever is at this path out of the way and run again",
+            )
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks), info
+    finally:
+        os.close(fd)
+
+
 def _is_plain_file(entry: os.DirEntry[str]) -> bool:
     return entry.is_file(follow_symlinks=False)
 
 
 def _utc_stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-
-
-def _resolve_target(path: Path) -> Path:
-    """The file to replace: `path` itself, or the file its symlink points to (so the link survives)."""
-    if path.is_symlink():
-        return path.resolve()
-    return path
 
 
 def _existing_file_stat(path: Path) -> os.stat_result | None:

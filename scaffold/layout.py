@@ -51,15 +51,29 @@ class ProjectLayout:
 
     @property
     def smtp_handoff(self) -> Path:
-        """Rendered by copier when an SMTP password was given; consumed into `.env`, then deleted."""
+        """Rendered by plain copier when an SMTP password was answered; read, deleted, put in `.env`.
+
+        `scaffold new` and `scaffold update` never let copier render it: they pass the password in memory.
+        """
         return self.state_dir / "smtp-password"
+
+    def scaffold_paths(self) -> tuple[Path, ...]:
+        """Every path scaffold writes in the project: none of them may be a symbolic link."""
+        return (
+            self.env_file,
+            self.state_dir,
+            self.lock_file,
+            self.state_file,
+            self.backups_dir,
+            self.smtp_handoff,
+        )
 
     def ensure_data_dirs(self) -> list[str]:
         """Create the bind-mounted folders, `data/` writable by authentik's user when we can."""
         created = []
         for name in DATA_DIRS:
             path = self.root / name
-            if not path.exists():
+            if not path.exists() and not path.is_symlink():  # a link to a bigger disk is the user's choice
                 path.mkdir(parents=True)
                 created.append(name)
                 if name == "data" and os.geteuid() == 0:

@@ -157,8 +157,15 @@ def create_project(
     check_data_keys(data, template_questions(source))
     check_destination(dest)
     check_explicit_subnet(data)
+    # The SMTP password goes to .env in memory: through copier it would sit in a file copier writes 0644.
+    smtp_password = data.get("smtp_password") or None
+    data = {key: value for key, value in data.items() if key != "smtp_password"}
 
     run_copier_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref)
+    if smtp_password is not None:
+        from scaffold.detect import apply_smtp_password
+
+        apply_smtp_password(dest, smtp_password)
 
     git(dest, "init", "-q")
     commit_all(dest, "Generate authentik stack with authentik-scaffold")

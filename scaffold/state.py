@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scaffold.fsutil import atomic_write_text
+from scaffold.fsutil import atomic_write_text, read_bytes_no_follow
 
 
 @dataclass
@@ -22,8 +22,8 @@ class ScaffoldState:
     @classmethod
     def load(cls, path: Path) -> ScaffoldState:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_bytes_no_follow(path) or b"{}")
+        except (OSError, ValueError):  # a link is refused (EnvFileError), not read
             return cls()
         if not isinstance(data, dict):
             return cls()

@@ -21,12 +21,13 @@ import stat
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scaffold import output, template_source
 from scaffold.answer_rules import answer_problems
 from scaffold.answers import Answers, load_answers, public_url_update
+from scaffold.detect import apply_smtp_password, require_unambiguous_env
 from scaffold.errors import (
     EXIT_FAILED,
     EXIT_NEEDS_ATTENTION,
@@ -73,6 +74,7 @@ def preflight(opts: UpdateOptions) -> UpdatePlan:
     """Every check that can fail before anything is touched."""
     project = opts.project_dir
     answers = _require_project(project)
+    require_unambiguous_env(project)  # the .env merge at the end would stop; stop before copier runs
     _check_work_tree(project)
     if not answers.src_path:
         raise ProjectError("the answers file has no _src_path (template source)", hint="restore it from git")
@@ -317,6 +319,9 @@ def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
 
 
 def run_update_command(opts: UpdateOptions) -> int:
+    # The SMTP password goes to .env in memory (apply_smtp_password), never through copier's files.
+    smtp_password = opts.data.get("smtp_password") or None
+    opts = replace(opts, data={key: value for key, value in opts.data.items() if key != "smtp_password"})
     layout = ProjectLayout(opts.project_dir)
     _require_project(opts.project_dir)
     with exclusive_lock(layout.update_lock_file, timeout=LOCK_WAIT):
@@ -324,22 +329,29 @@ def run_update_command(opts: UpdateOptions) -> int:
         for warning in plan.warnings:
             output.status("warn", warning)
         if opts.dry_run:
+            if smtp_password is not None:
+                output.status("info", "AUTHENTIK_EMAIL__PASSWORD in .env would be replaced (value not shown)")
             return _dry_run(opts, plan)
         backup = _backup(layout)
         output.status("ok", f"backup: {backup}")
         output.say(f"      restore with: {restore_command(layout, backup)}")
-        attention = _apply_or_restore(opts, plan, layout, backup)
+        attention = _apply_or_restore(opts, plan, layout, backup, smtp_password)
         return _report(opts, attention)
 
 
-def _apply_or_restore(opts: UpdateOptions, plan: UpdatePlan, layout: ProjectLayout, backup: Path) -> bool:
-    """copier update and the detection; on any failure, put the backup back and report that.
+def _apply_or_restore(
+    opts: UpdateOptions, plan: UpdatePlan, layout: ProjectLayout, backup: Path, smtp_password: str | None
+) -> bool:
+    """copier update, the detection and a new SMTP password; on any failure, put the backup back.
 
     Returns True when the detection found something to fix.
     """
     try:
         _run_copier_update(opts.project_dir, plan, opts.conflict)
-        return run_template_detect(opts.project_dir) != 0
+        attention = run_template_detect(opts.project_dir) != 0
+        if smtp_password is not None:
+            attention = not apply_smtp_password(opts.project_dir, smtp_password) or attention
+        return attention
     except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C or a bug too: never leave a half update
         restored = _restore(layout, backup)
         if not isinstance(exc, ScaffoldError):

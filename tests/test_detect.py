@@ -149,6 +149,73 @@ def test_secrets_are_never_printed_or_passed_on_a_command_line(tmp_path: Path):
     assert password not in (tmp_path / "sso" / ".copier-answers.yml").read_text()
 
 
+SMTP_DATA = ["smtp_enabled=true", "smtp_host=smtp.example.test", "smtp_username=mailer"]
+# Leading and trailing spaces, a quote of each kind, `#` and `$`: kept exactly, nothing trimmed or expanded.
+SPACED_PASSWORD = "  spaced pass #1 $HOME 'q' \"d\"  "
+
+
+def files_holding(directory: Path, secret: str) -> list[str]:
+    """Every file under `directory` (git's objects included) whose bytes contain `secret`."""
+    found = []
+    for path in directory.rglob("*"):
+        if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes():
+            found.append(str(path.relative_to(directory)))
+    return found
+
+
+def test_smtp_password_from_plain_copier_reaches_env_exactly_and_its_file_is_gone(tmp_path: Path):
+    project = tmp_path / "sso"
+    result = copier_copy_cli(project, {}, *SMTP_DATA, f"smtp_password={SPACED_PASSWORD}")
+    assert result.returncode == 0, result.stderr
+    assert dotenv_values(project / ".env")["AUTHENTIK_EMAIL__PASSWORD"] == SPACED_PASSWORD
+    assert not (project / ".scaffold" / "smtp-password").exists()
+    assert os.stat(project / ".scaffold").st_mode & 0o777 == 0o700
+    assert files_holding(project, "spaced pass #1") == [".env"]
+    assert "spaced pass" not in result.stdout + result.stderr
+
+
+def test_smtp_password_through_new_and_update_is_exact_replaces_the_old_one_and_only_env_holds_it(
+    tmp_path: Path,
+):
+    template = make_template_repo(tmp_path / "template")
+    project = tmp_path / "sso"
+    data = ["--data", "domain=sso.example.test", "--data", "acme_email=a@example.test"]
+    for item in [*SMTP_DATA, "smtp_password=old-password-1"]:
+        data += ["--data", item]
+    created = scaffold_cli(tmp_path, "new", str(project), "--defaults", "--template", str(template), *data)
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert dotenv_values(project / ".env")["AUTHENTIK_EMAIL__PASSWORD"] == "old-password-1"
+    assert files_holding(project, "old-password-1") == [".env"]
+
+    updated = scaffold_cli(project, "update", "--data", f"smtp_password={SPACED_PASSWORD}")
+    printed = updated.stdout + updated.stderr
+    assert updated.returncode == 0, printed
+    assert "AUTHENTIK_EMAIL__PASSWORD: set (value not shown)" in printed
+    assert dotenv_values(project / ".env")["AUTHENTIK_EMAIL__PASSWORD"] == SPACED_PASSWORD
+    assert "spaced pass" not in printed
+    # .env and the backups of the previous .env (which hold the old password) are the only files with one.
+    assert files_holding(project, "spaced pass #1") == [".env"]
+    assert all(
+        name == ".env" or name.startswith(".scaffold/backups/")
+        for name in files_holding(project, "old-password-1")
+    )
+    assert not (project / ".scaffold" / "smtp-password").exists()
+
+
+def test_a_handoff_file_never_outlives_a_run_that_stops(pristine: Path, tmp_path: Path):
+    project = copy_of(pristine, tmp_path / "proj")
+    env = project / ".env"
+    env.write_text("BACKUP_DIR='C:\\'\n" + env.read_text())  # detect will refuse to write
+    before = env.read_bytes()
+    handoff = project / ".scaffold" / "smtp-password"
+    handoff.write_text("left  behind")
+    handoff.chmod(0o644)
+    result = scaffold_cli(project, "detect")
+    assert result.returncode == 1
+    assert not handoff.exists() and env.read_bytes() == before
+    assert "SMTP password given now was not saved" in result.stdout and "left" not in result.stdout
+
+
 def test_pinned_values_win_and_user_values_are_never_overwritten(project: Path):
     text = (project / ".env").read_text()
     pinned = (
@@ -194,6 +261,175 @@ def test_malformed_lines_are_kept_and_reported(project: Path):
     assert (project / ".env").read_bytes() == before
     for word in ("export", "NOEQUALS", "DUP"):
         assert word in result.stdout
+
+
+# First lines a user may well keep in .env that python-dotenv and Docker Compose read differently: each hid
+# every key below it from scaffold (the backslash escapes the closing quote and swallows lines up to the
+# next `'`), and scaffold then appended new secrets that Compose used instead of the real ones.
+AMBIGUOUS_FIRST_LINES = {
+    "windows path in single quotes": "BACKUP_DIR='C:\\'",
+    "yaml style": "BACKUP_DIR: /srv/backup",
+    "text after a closing quote": "NOTE='backup' daily",
+    "unclosed double quote": 'NOTE="started',
+    "quoted name": "'NOTE'=1",
+}
+
+
+@pytest.fixture(scope="module")
+def committed_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated stack in a git repository with a first commit, as `scaffold new` leaves it."""
+    project = generate(tmp_path_factory.mktemp("ambiguous") / unique_name("amb"), {})
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"], cwd=project, check=True
+    )
+    return project
+
+
+@pytest.mark.parametrize("first_line", AMBIGUOUS_FIRST_LINES.values(), ids=AMBIGUOUS_FIRST_LINES.keys())
+def test_secrets_are_never_generated_while_python_dotenv_and_compose_disagree(
+    committed_project: Path, first_line: str
+):
+    project = committed_project
+    env = project / ".env"
+    original = env.read_bytes()
+    env.write_bytes(first_line.encode() + b"\n" + original)
+    before = env.read_bytes()
+    backups = sorted((project / ".scaffold" / "backups").glob("*"))
+    try:
+        for command in (["detect"], ["detect", "--dry-run"], ["update"]):
+            result = scaffold_cli(project, *command)
+            printed = result.stdout + result.stderr
+            assert result.returncode == 1, f"{command}: {printed}"
+            assert "line 1" in printed and "fix" in printed and "generated" not in printed, printed
+            assert env.read_bytes() == before, f"{command} changed .env"
+        hook = scaffold_cli(project, "hook")
+        assert hook.returncode == 0, "the copier task must never fail"
+        assert "line 1" in hook.stderr and env.read_bytes() == before
+        assert sorted((project / ".scaffold" / "backups").glob("*")) == backups
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True)
+        assert status.stdout == "", "update changed tracked files before refusing"
+    finally:
+        env.write_bytes(original)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One generated stack (with .env and .scaffold/) to copy for tests that break it."""
+    return generate(tmp_path_factory.mktemp("pristine") / unique_name("pri"), {})
+
+
+def copy_of(pristine: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(pristine, dest, symlinks=True)
+    env = dest / ".env"  # a key to add, so that detect would write .env, a backup and the state
+    env.write_text(
+        "".join(line for line in env.read_text().splitlines(keepends=True) if "AUTHENTIK_TAG" not in line)
+    )
+    return dest
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, bytes | str | None]]:
+    """Every path under `directory` with its mode and content (a link's target), to compare before/after."""
+    found: dict[str, tuple[int, bytes | str | None]] = {}
+    for path in sorted(directory.rglob("*")):
+        info = path.lstat()
+        content = os.readlink(path) if path.is_symlink() else path.read_bytes() if path.is_file() else None
+        found[str(path.relative_to(directory))] = (info.st_mode, content)
+    return found
+
+
+# Every path scaffold writes in a project (ProjectLayout.scaffold_paths), as a file or a folder.
+WRITTEN_PATHS = {
+    ".env": "file",
+    ".scaffold": "folder",
+    ".scaffold/lock": "file",
+    ".scaffold/state.json": "file",
+    ".scaffold/backups": "folder",
+    ".scaffold/smtp-password": "file",
+}
+
+
+def test_the_sweep_covers_every_path_scaffold_writes(tmp_path: Path):
+    from scaffold.layout import ProjectLayout
+
+    assert sorted(str(p.relative_to(tmp_path)) for p in ProjectLayout(tmp_path).scaffold_paths()) == sorted(
+        WRITTEN_PATHS
+    )
+
+
+@pytest.mark.parametrize("name", WRITTEN_PATHS, ids=WRITTEN_PATHS)
+def test_no_path_scaffold_writes_follows_a_symlink(pristine: Path, tmp_path: Path, name: str):
+    project = copy_of(pristine, tmp_path / "proj")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "victim"
+    if WRITTEN_PATHS[name] == "file":
+        victim.write_bytes((project / name).read_bytes() if (project / name).is_file() else b"precious\n")
+        victim.chmod(0o644)
+    else:
+        victim.mkdir()
+    target = project / name
+    if target.is_dir():
+        import shutil
+
+        shutil.rmtree(target)
+    else:
+        target.unlink(missing_ok=True)
+    target.symlink_to(victim)
+    outside, inside = snapshot(elsewhere), snapshot(project)
+    for command in (["detect"], ["detect", "--dry-run"], ["hook"]):
+        result = scaffold_cli(project, *command)
+        printed = result.stdout + result.stderr
+        assert "symbolic link" in printed and name in printed, printed
+        assert result.returncode == (0 if command == ["hook"] else 1), printed
+        assert snapshot(elsewhere) == outside, f"{command} wrote through the link {name}"
+        assert snapshot(project) == inside, f"{command} changed the project"
+
+
+@pytest.mark.parametrize("name", [".env", ".scaffold/backups"])
+def test_update_refuses_a_linked_env_or_backup_folder_before_changing_anything(
+    committed_project: Path, tmp_path: Path, name: str
+):
+    import shutil
+
+    project = committed_project
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = project / name
+    saved = tmp_path / "saved"
+    if name != ".env":
+        target.mkdir(mode=0o700, exist_ok=True)
+    if target.is_dir():
+        shutil.move(target, saved)
+    else:
+        shutil.copy2(target, saved)
+        target.unlink()
+        shutil.copy2(saved, elsewhere / "victim")
+    target.symlink_to(elsewhere / "victim" if name == ".env" else elsewhere)
+    outside, inside = snapshot(elsewhere), snapshot(project)
+    try:
+        result = scaffold_cli(project, "update")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "symbolic link" in result.stderr and name in result.stderr
+        assert snapshot(elsewhere) == outside and snapshot(project) == inside
+    finally:
+        target.unlink()
+        shutil.move(saved, target)
+
+
+def test_dry_run_writes_nothing_at_all(pristine: Path, tmp_path: Path):
+    import shutil
+
+    project = copy_of(pristine, tmp_path / "proj")
+    shutil.rmtree(project / ".scaffold")
+    before = snapshot(project)
+    result = scaffold_cli(project, "detect", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "AUTHENTIK_TAG" in result.stdout and "nothing was written" in result.stdout
+    assert snapshot(project) == before
 
 
 def test_env_directory_is_refused_by_detect_and_survived_by_the_hook(project: Path):

@@ -16,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -480,10 +481,17 @@ def test_env_problems_are_named(
     assert result.fix
 
 
-def test_malformed_env_line_warns(project: Path) -> None:
-    (project / ".env").write_text(env_text() + "BROKEN='unclosed\nexport AUTHENTIK_LOG_LEVEL=debug\n")
+def test_an_ambiguous_env_line_warns(project: Path) -> None:
+    (project / ".env").write_text(env_text() + "export AUTHENTIK_LOG_LEVEL=debug\n")
     result = run_checks(project)["files.env-syntax"]
     assert result.status == "warn" and "line 6" in result.message and "export" in result.message
+
+
+def test_env_lines_python_dotenv_and_compose_read_differently_fail(project: Path) -> None:
+    (project / ".env").write_text("BACKUP_DIR='C:\\'\n" + env_text() + "LOG: debug\n")
+    result = run_checks(project)["files.env-syntax"]
+    assert result.status == "fail" and "line 1" in result.message and "line 7" in result.message
+    assert "Docker Compose" in result.message and "scaffold detect" in (result.fix or "")
 
 
 def test_json_cidrs_fail_with_the_exact_line_to_write(project: Path) -> None:
@@ -565,6 +573,73 @@ def test_secrets_in_tracked_files_and_answers_fail_without_showing_them(project:
     subprocess.run([*git, "rm", "-q", "--cached", "notes.txt"], check=True)
     subprocess.run([*git, "checkout", "-q", "--", ".copier-answers.yml"], check=True)
     assert run_checks(project)["files.secrets-untracked"].status == "warn"  # .env is no longer ignored
+
+
+def git_in(project: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(project), *args], check=True
+    )
+
+
+@pytest.mark.parametrize("how", ["reverted", "amended away"])
+def test_a_secret_committed_then_removed_is_found_in_history_without_showing_it(
+    project: Path, how: str
+) -> None:
+    git_in(project, "init", "-q")
+    git_in(project, "add", "-A")
+    git_in(project, "commit", "-qm", "init")
+    (project / "notes.txt").write_text(f"db: postgres://authentik:{SECRETS[envkeys.PG_PASS]}@db/authentik\n")
+    git_in(project, "add", "notes.txt")
+    git_in(project, "commit", "-qm", "notes")
+    leaked = subprocess.run(
+        ["git", "-C", str(project), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if how == "reverted":
+        git_in(project, "rm", "-q", "notes.txt")
+        git_in(project, "commit", "-qm", "remove notes")
+    else:  # only the reflog still holds the commit
+        git_in(project, "rm", "-q", "notes.txt")
+        git_in(project, "commit", "-q", "--amend", "--allow-empty", "-m", "notes removed")
+    assert not (project / "notes.txt").exists()
+    result = run_checks(project)["files.secrets-untracked"]
+    assert result.status == "fail", result
+    assert "PG_PASS in notes.txt" in result.message and leaked in result.message
+    assert "git filter-repo" in (result.fix or "") and "rotate" in (result.fix or "")
+    code, text = doctor_cli(project, "--offline", "--json")
+    assert code == 1
+    for secret in SECRETS.values():
+        assert secret not in text and secret not in result.message
+
+
+def test_history_search_reads_a_thousand_commits_quickly_and_says_when_it_stops_early(tmp_path: Path) -> None:
+    from scaffold.githistory import scan_history
+
+    repo = tmp_path / "many"
+    git_in(tmp_path, "init", "-q", str(repo))
+    secret = "s3cr3t-" + "x" * 40
+    stream = []
+    for n in range(1000):  # one commit per revision of config.txt; the secret only in the first
+        body = f"version {n}\n" + (f"password={secret}\n" if n == 0 else "") + "padding\n" * 50
+        data = body.encode()
+        parent = "" if n == 0 else f"from :{n}\n"
+        stream.append(
+            f"commit refs/heads/main\nmark :{n + 1}\ncommitter t <t@t> {1700000000 + n} +0000\n"
+            f"data 2\nc\n{parent}M 644 inline config.txt\ndata {len(data)}\n"
+        )
+        stream.append(body + "\n")
+    subprocess.run(
+        ["git", "-C", str(repo), "fast-import", "--quiet"], input="".join(stream).encode(), check=True
+    )
+    started = time.monotonic()
+    scan = scan_history(repo, {secret.encode(): "PG_PASS"})
+    assert time.monotonic() - started < 10
+    assert scan.complete and scan.blobs == 1000
+    assert [(f.key, f.path) for f in scan.findings] == [("PG_PASS", "config.txt")]
+    partial = scan_history(repo, {secret.encode(): "PG_PASS"}, byte_budget=20_000)
+    assert not partial.complete and partial.blobs < 1000
 
 
 def test_a_crashing_check_is_a_warning_and_never_leaks_a_secret(project: Path, monkeypatch) -> None:
@@ -768,3 +843,12 @@ def test_doctor_accepts_a_current_certificate_nginx_can_load(project: Path) -> N
     assert loadable(project).status == "ok"
     (project / "letsencrypt" / "live" / DOMAIN / "privkey.pem").unlink()
     assert loadable(project).status == "skip"
+
+
+def test_a_symlinked_env_fails_with_the_fix(project: Path, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.env"
+    (project / ".env").rename(target)
+    (project / ".env").symlink_to(target)
+    result = run_checks(project)["files.env-present"]
+    assert result.status == "fail" and "symbolic link" in result.message
+    assert "cp --remove-destination" in (result.fix or "")

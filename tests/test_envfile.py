@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from privileges import as_unprivileged_user
 
+from scaffold import composeenv
 from scaffold.envfile import EnvDocument, EnvProblem
 from scaffold.errors import EnvFileError
 
@@ -610,3 +612,128 @@ def test_module_imports_nothing_heavy() -> None:
     loaded = set(result.stdout.split())
     assert "scaffold.envfile" in loaded
     assert not loaded & {"docker", "copier", "ruamel", "requests", "yaml", "hypothesis", "scaffold.fsutil"}
+
+
+# -- python-dotenv and Docker Compose: where they disagree, nothing may be written -----------------------
+
+# The shapes a user's `.env` may really have that the two readers take differently (each also in the sweep).
+DISAGREEING = {
+    "backslash before a closing single quote": "BACKUP_DIR='C:\\'\nA=1\n# Docker's view\nB=2\n",
+    "the same, with no later quote": "BACKUP_DIR='C:\\'\nA=1\nB=2\n",
+    "yaml style": "A: 1\nB=2\n",
+    "text after a closing quote": "A='x' junk\nB=2\n",
+    "a statement right after a quote": "A='x'B=2\n",
+    "quoted name": "'A'=1\n",
+    "space in the name": "MY KEY=1\nB=2\n",
+    "old mac line endings": "A=1\rB=2\r",
+    "byte-order mark": "\ufeffA=1\n",
+    "last line without a newline or `=`": "A=1\nTRAILING",
+    "unclosed `${`": "A=${HOME\n",
+}
+
+
+def python_dotenv_agrees_with(text: str, compose_keys: set[str] | None) -> bool:
+    """The definition: both readers parse every line and see the same keys (`compose_keys` None: refused)."""
+    bindings = list(parse_stream(io.StringIO(text, newline="")))
+    keys = {b.key for b in bindings if b.key is not None and b.value is not None}
+    return compose_keys is not None and not any(b.error for b in bindings) and keys == compose_keys
+
+
+@pytest.mark.parametrize("text", DISAGREEING.values(), ids=DISAGREEING.keys())
+def test_shapes_the_readers_disagree_on_block_with_the_line_and_a_fix(text: str) -> None:
+    doc = EnvDocument.parse(text)
+    blocking = doc.blocking_problems()
+    assert blocking, "scaffold would generate secrets Compose may already have"
+    assert all("fix:" in problem.message for problem in blocking)
+    assert all(1 <= problem.line <= len(re.split(r"\r\n|\n|\r", text)) for problem in blocking)
+    assert doc.render() == text
+
+
+def test_a_file_both_readers_agree_on_does_not_block() -> None:
+    text = "export A=1\nB\nMY-KEY=2\nC='x' # c\nD=\"$${x}\"\nA=3\r\nE=\n"
+    assert EnvDocument.parse(text).blocking_problems() == []
+
+
+def test_values_compose_reads_differently_are_a_warning_without_the_value() -> None:
+    doc = EnvDocument.parse('PG_PASS=abc$def\nB="it\\\'s"\n')
+    found = problems_by_line(doc)
+    assert "different values for PG_PASS" in found[1][0].message and not found[1][0].blocking
+    assert "different values for B" in found[2][0].message
+    assert all("abc" not in p.message and "def" not in p.message for p in doc.problems())
+
+
+# Fragments for the sweep: every construct either reader treats specially, in any combination.
+_SWEEP_KEYS = ["A", "B", "KEY", "export A", "'A'", "A ", "\tB", "1X", "MY-KEY", "a.b", "A B", "x[1]", "É", ""]
+_SWEEP_SEPARATORS = ["=", " = ", "=\t", ":", ": ", " ", ""]
+_SWEEP_CHARS = "ab1 \t#'\"\\$={}:-?é\u00a0\r\n"
+_SWEEP_PREFIXES = ["", "", "", "\ufeff", " \n"]
+
+
+@st.composite
+def disagreement_texts(draw: st.DrawFn) -> str:
+    lines = [draw(st.sampled_from(_SWEEP_PREFIXES))]
+    for _ in range(draw(st.integers(0, 6))):
+        if draw(st.integers(0, 3)) == 0:
+            lines.append("#" + draw(st.text(_SWEEP_CHARS, max_size=5)))
+        else:
+            raw = draw(st.text(_SWEEP_CHARS, max_size=8))
+            value = draw(st.sampled_from([raw, f"'{raw}'", f'"{raw}"']))
+            lines.append(
+                draw(st.sampled_from(_SWEEP_KEYS)) + draw(st.sampled_from(_SWEEP_SEPARATORS)) + value
+            )
+            lines[-1] += draw(st.sampled_from(["", " # pinned", "#c"]))
+        lines[-1] += draw(st.sampled_from(["\n", "\n", "\r\n", "\r", ""]))
+    return "".join(lines)
+
+
+def minimal_shell() -> dict[str, str]:
+    """The environment Compose runs in for the sweep: only what the docker CLI needs to find its plugin."""
+    return {"PATH": os.environ["PATH"], "HOME": os.path.expanduser("~")}
+
+
+def compose_environment(compose: list[str], directory: Path, env_text: str) -> str | None:
+    """`docker compose config --environment` for this `.env` in a minimal shell; None when Compose refuses."""
+    (directory / ".env").write_bytes(env_text.encode("utf-8"))
+    (directory / "compose.yaml").write_text("services:\n  probe:\n    image: alpine\n", encoding="utf-8")
+    shell = minimal_shell()
+    result = subprocess.run(
+        [*compose, "-p", "probe", "config", "--environment"], cwd=directory, env=shell, capture_output=True
+    )
+    if result.returncode != 0:
+        assert b"failed to read" in result.stderr, result.stderr  # refused the .env, not something else
+        return None
+    lines = result.stdout.decode("utf-8").splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith("DOCKER_CLI_PLUGIN_"))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(disagreement_texts(), st.sampled_from(list(DISAGREEING.values()))))
+def test_scaffold_knows_what_docker_compose_reads_and_blocks_exactly_where_the_readers_disagree(
+    compose: list[str], tmp_path: Path, text: str
+) -> None:
+    """The port of Compose's parser reads what the real `docker compose` reads (keys, values, refusals), and
+    `blocking_problems` is non-empty exactly when python-dotenv and Compose disagree on the keys."""
+    actual = compose_environment(compose, tmp_path, text)
+    shell = minimal_shell()
+    reading = composeenv.read(text, shell)
+    if actual is None:
+        assert reading.error is not None, f"Compose refuses {text!r}; the port reads it"
+    else:
+        assert reading.error is None, f"the port refuses {text!r} ({reading.error}); Compose reads it"
+        environment = {
+            **reading.values(shell),
+            **shell,
+            "COMPOSE_PROJECT_NAME": "probe",
+            "PWD": str(tmp_path),
+        }
+        assert "".join(sorted(f"{k}={v}\n" for k, v in environment.items())) == actual
+    compose_keys = None if reading.error else set(composeenv.read(text).values())
+    blocked = EnvDocument.parse(text).blocking_problems() != []
+    assert blocked == (not python_dotenv_agrees_with(text, compose_keys)), text
+
+
+def test_disagreement_messages_never_show_what_compose_reads_after_a_quote() -> None:
+    # Compose reads `hunter2tail` as a variable name; it is the end of what the user meant as the value.
+    doc = EnvDocument.parse("PG_PASS='hunter2 head' hunter2tail\nB=1\n")
+    assert doc.blocking_problems()
+    assert all("hunter2" not in problem.message for problem in doc.problems())

@@ -201,15 +201,18 @@ def test_a_missing_directory_is_reported(tmp_path: Path) -> None:
     assert not (tmp_path / "nope").exists()
 
 
-def test_a_symlinked_file_is_written_through_and_the_link_kept(tmp_path: Path) -> None:
-    (tmp_path / "secrets").mkdir()
-    real = tmp_path / "secrets" / "stack.env"
-    real.write_text("A=1\n")
+def test_a_symlinked_target_is_refused_and_neither_the_link_nor_its_target_changes(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    victim = tmp_path / "elsewhere" / "victim"
+    victim.write_text("VICTIM=1\n")
+    victim.chmod(0o644)
     link = tmp_path / ".env"
-    link.symlink_to(real)
-    atomic_write_text(link, "A=2\n")
-    assert link.is_symlink() and link.resolve() == real
-    assert real.read_text() == "A=2\n" and mode_of(real) == 0o600
+    link.symlink_to(victim)
+    with pytest.raises(EnvFileError, match="symbolic link") as caught:
+        atomic_write_text(link, "A=2\n")
+    assert caught.value.hint and "readlink" in caught.value.hint
+    assert link.is_symlink() and victim.read_text() == "VICTIM=1\n" and mode_of(victim) == 0o644
+    assert temp_files(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -403,6 +406,60 @@ def test_without_the_lock_the_same_runs_do_lose_keys(tmp_path: Path) -> None:
     assert len(lines) < 100
 
 
+def test_the_lock_refuses_a_symlink_and_never_truncates_its_target(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "lock").symlink_to(victim)
+    with (
+        pytest.raises(EnvFileError, match="symbolic link"),
+        exclusive_lock(tmp_path / "state" / "lock", timeout=0),
+    ):
+        pass
+    assert victim.read_text() == "precious\n"
+
+
+def test_the_lock_refuses_a_symlinked_folder(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "state").symlink_to(tmp_path / "elsewhere")
+    with (
+        pytest.raises(EnvFileError, match="symbolic link"),
+        exclusive_lock(tmp_path / "state" / "lock", timeout=0),
+    ):
+        pass
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_read_no_follow_refuses_links_and_anything_but_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"exact  \n")
+    assert fsutil.read_bytes_no_follow(tmp_path / "file") == b"exact  \n"
+    assert fsutil.read_bytes_no_follow(tmp_path / "missing") is None
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    with pytest.raises(EnvFileError, match="symbolic link"):
+        fsutil.read_bytes_no_follow(tmp_path / "link")
+    os.mkfifo(tmp_path / "fifo")  # opening a FIFO for reading would block forever
+    with pytest.raises(EnvFileError, match="not a regular file"):
+        fsutil.read_bytes_no_follow(tmp_path / "fifo")
+
+
+def test_copy_no_follow_copies_privately_and_refuses_links_at_either_end(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(b"S=1\n")
+    (tmp_path / "backup").mkdir()
+    fsutil.copy_file_no_follow(source, tmp_path / "backup" / "copy", mode=0o600)
+    assert (tmp_path / "backup" / "copy").read_bytes() == b"S=1\n" and mode_of(
+        tmp_path / "backup" / "copy"
+    ) == 0o600
+    (tmp_path / "victim").write_text("keep\n")
+    (tmp_path / "backup" / "planted").symlink_to(tmp_path / "victim")
+    with pytest.raises(EnvFileError, match="symbolic link"):
+        fsutil.copy_file_no_follow(source, tmp_path / "backup" / "planted", mode=0o600)
+    (tmp_path / "linked-source").symlink_to(tmp_path / "victim")
+    with pytest.raises(EnvFileError, match="symbolic link"):
+        fsutil.copy_file_no_follow(tmp_path / "linked-source", tmp_path / "backup" / "other", mode=0o600)
+    assert (tmp_path / "victim").read_text() == "keep\n" and not (tmp_path / "backup" / "other").exists()
+
+
 # -- backup_file ---------------------------------------------------------------------------------------------
 
 
@@ -446,6 +503,27 @@ def test_two_backups_in_the_same_second_get_different_folders(
     assert first != second
     assert (first.name, second.name) == ("20261127T204355Z-env", "20261127T204355Z-env-2")
     assert (first / ".env").read_text() == "A=1\n" and (second / ".env").read_text() == "A=2\n"
+
+
+@pytest.mark.parametrize("linked", ["source", "backup folder", "its parent"])
+def test_backup_refuses_symlinks_and_writes_nothing_through_them(tmp_path: Path, linked: str) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    victim = tmp_path / "elsewhere" / "victim"
+    victim.write_text("V=1\n")
+    source = tmp_path / ".env"
+    source.write_text("A=1\n")
+    root = tmp_path / "state" / "backups"
+    if linked == "source":
+        source.unlink()
+        source.symlink_to(victim)
+    elif linked == "backup folder":
+        root.parent.mkdir()
+        root.symlink_to(tmp_path / "elsewhere")
+    else:
+        (tmp_path / "state").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(EnvFileError, match="symbolic link"):
+        backup_file(source, root, label="env")
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["victim"]
 
 
 def test_backing_up_a_missing_file_fails_cleanly_and_creates_nothing(tmp_path: Path) -> None:
