@@ -186,6 +186,13 @@ VALID_ANSWERS = st.fixed_dictionaries(
         "smtp_username": _valid("smtp_username", st.text(string.printable.strip() + " äß", max_size=12)),
         "smtp_from": _valid("smtp_from", st.from_regex(SENDER, fullmatch=True)),
         "outpost_docker_socket": st.booleans(),
+        "public_url_port": st.one_of(st.none(), st.integers(1, 65535).filter(lambda port: port != 443)),
+    }
+).map(
+    lambda drawn: {
+        **{key: value for key, value in drawn.items() if key != "public_url_port"},
+        "public_url": f"https://{drawn['domain']}"
+        + (f":{drawn['public_url_port']}" if drawn["public_url_port"] else ""),
     }
 )
 
@@ -209,8 +216,9 @@ def _render(jinja_env, relative: str, answers: dict) -> str:
 
 
 def _nginx_statements(text: str) -> list[list[str]]:
-    """nginx's grammar, enough to see structure: words up to `;`, `{` or `}`; braces must balance."""
-    words = re.findall(r"[^\s;{}]+|[;{}]", re.sub(r"#[^\n]*", "", text))
+    """nginx's grammar, enough to see structure: words up to `;`, `{` or `}`; braces must balance
+    (the parentheses of an `if (...)` condition are left out)."""
+    words = re.findall(r"[^\s;{}()]+|[;{}]", re.sub(r"#[^\n]*", "", text))
     statements, current, depth = [], [], 0
     for word in words:
         if word in ";{}":
@@ -238,6 +246,7 @@ def test_every_valid_answer_reaches_each_generated_file_unchanged(jinja_env, ans
     assert certbot["ACME_EMAIL"] == answers["acme_email"]
     server = compose["x-authentik-environment"]
     assert unescape(server.get("AUTHENTIK_WEB__PATH", "/")) == answers["web_path"]
+    assert server["AUTHENTIK_WEB__BASE_URL"] == answers["public_url"]
 
     proxies = parse_upstream_proxies(answers["upstream_proxies"])
     real_ip = _nginx_statements(_render(jinja_env, "nginx/snippets/real-ip.conf.jinja", answers))
@@ -246,6 +255,7 @@ def test_every_valid_answer_reaches_each_generated_file_unchanged(jinja_env, ans
     assert [s for s in site if s[0] == "server_name"] == [["server_name", answers["domain"]]] * 2
     if answers["web_path"] != "/":
         assert ["location", "^~", answers["web_path"]] in site
+    assert ["return", "301", answers["public_url"] + "$request_uri"] in site
 
     env_example = _render(jinja_env, ".env.example.jinja", answers)
     values = dotenv_values(stream=io.StringIO(env_example), interpolate=False)
