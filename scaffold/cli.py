@@ -72,6 +72,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor_command(args.dest.resolve(), as_json=args.json, offline=args.offline)
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from scaffold.backup import BackupOptions, run_backup
+
+    run_backup(BackupOptions(project_dir=args.dest.resolve(), output=args.output, keep=args.keep))
+    return EXIT_OK
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from scaffold.restore import RestoreOptions, run_restore
+
+    run_restore(RestoreOptions(archive=args.archive, dest=args.dest, yes=args.yes))
+    return EXIT_OK
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -198,6 +212,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="machine-readable output (see docs/doctor.md)")
     doctor.add_argument("--offline", action="store_true", help="skip DNS, port and certificate checks")
+
+    backup = _subcommand(
+        subparsers,
+        "backup",
+        _cmd_backup,
+        "write one archive of the database, .env, answers, data and certificates",
+        "Dump the database through the running PostgreSQL container (pg_dump, custom format) while the\n"
+        "stack keeps serving, and archive it with every file of the project (.env, answers, nginx/custom/,\n"
+        "data/, certs/, custom-templates/, letsencrypt/) and a manifest of SHA-256 sums. The archive is\n"
+        "private (0600) and appears under its name only when complete.\n"
+        "Default: .scaffold/archives/<UTC time>-<project>.tar.gz in the project.",
+    )
+    _add_stack_argument(backup)
+    backup.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="archive file to write, or a folder to write it in"
+    )
+    backup.add_argument(
+        "--keep", type=int, metavar="N", help="then delete all but the N newest archives of the project there"
+    )
+
+    restore = _subcommand(
+        subparsers,
+        "restore",
+        _cmd_restore,
+        "bring a deployment back from an archive of `scaffold backup`",
+        "Check the whole archive (manifest, SHA-256 of every member, PostgreSQL major) before anything\n"
+        "changes. DEST is the deployment itself (its database and files are replaced; server and worker\n"
+        "stop meanwhile) or an empty or new folder (project, .env and data come back, the stack starts).",
+    )
+    restore.add_argument("archive", type=Path, metavar="ARCHIVE", help="the archive (.tar.gz)")
+    _add_stack_argument(restore)
+    restore.add_argument(
+        "--yes", "-y", action="store_true", help="replace a database that holds data (back it up first)"
+    )
     return parser
 
 

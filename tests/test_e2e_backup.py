@@ -1,0 +1,287 @@
+"""Issue 16, end to end: `scaffold backup` and `scaffold restore` on one real stack.
+
+One stack per module (stand-in images, pebble certificate): its database gets a seeded table of
+10,000 rows and its `data/` media files. The tests run in file order: a backup while a client keeps
+requesting through nginx, what the archive holds, `--keep`, then each refusal (a truncated archive,
+a member whose checksum differs, an archive from a newer PostgreSQL major, a database with data and
+no `--yes`) with the project tree and the database compared before and after, and last the round
+trip: `docker compose down -v`, the project folder deleted, `scaffold restore` into a new folder,
+and the same table, files, secrets, healthy services and certificate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from polling import wait_for
+from stack import DOMAIN, OVERRIDE, REPO_ROOT, Stack, running_stack, unique_name
+from test_e2e_stack import LOAD_LOOP, served_certificate
+
+pytestmark = pytest.mark.docker
+
+SERVICES = ("postgresql", "server", "worker", "nginx", "certbot")
+SEED_ROWS = 10_000
+SEED_SQL = (
+    "CREATE TABLE scaffold_seed AS SELECT g AS id, md5(g::text) AS value "
+    f"FROM generate_series(1, {SEED_ROWS}) g"
+)
+CHECKSUM_SQL = (
+    "SELECT count(*) || ':' || md5(string_agg(id || '=' || value, ',' ORDER BY id)) FROM scaffold_seed"
+)
+TABLES_SQL = (
+    "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables "
+    "WHERE table_schema = 'public'"
+)
+MEDIA = {"media/logo.png": 300_000, "media/public/flow-bg.jpg": 120_000, "media/notes.txt": 1_000}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def scaffold(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, with this checkout's code and the stack's test override file."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "COMPOSE_FILE": f"compose.yaml:{OVERRIDE}"}
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "scaffold", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=600, check=False,
+    )  # fmt: skip
+
+
+def sql(stack: Stack, query: str) -> str:
+    return stack.exec(
+        "postgresql", "psql", "-X", "-A", "-t", "-U", "authentik", "-d", "authentik", "-c", query
+    ).stdout.strip()
+
+
+def database_state(stack: Stack) -> tuple[str, str]:
+    """(tables of the public schema, count and checksum of the seeded table)."""
+    return sql(stack, TABLES_SQL), sql(stack, CHECKSUM_SQL)
+
+
+def tree(root: Path) -> dict[str, tuple[int, int, int, str]]:
+    """Every path under `root`: (mode, uid, gid, SHA-256 of a file or target of a link)."""
+    result = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        if path.is_symlink():
+            content = "-> " + os.readlink(path)
+        elif path.is_file():
+            content = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            content = "dir"
+        result[str(path.relative_to(root))] = (info.st_mode, info.st_uid, info.st_gid, content)
+    return result
+
+
+def rewrite(archive: Path, target: Path, change: Callable[[tarfile.TarInfo, bytes], bytes]) -> Path:
+    """A copy of `archive` whose members' contents went through `change` (the manifest too)."""
+    with tarfile.open(archive, "r:gz") as source, tarfile.open(target, "w:gz") as out:
+        for info in source:
+            data = source.extractfile(info).read() if info.isreg() else b""
+            if info.isreg():
+                data = change(info, data)
+                info.size = len(data)
+            out.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return target
+
+
+def manifest_of(archive: Path) -> dict:
+    with tarfile.open(archive, "r:gz") as tar:
+        return json.loads(tar.extractfile("manifest.json").read())
+
+
+# --------------------------------------------------------------------------- the one stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Stack]:
+    """A running stack with a pebble certificate, a seeded table and media files in data/."""
+    with running_stack(tmp_path_factory.mktemp("backup"), standin_images) as stack:
+        for name, size in MEDIA.items():
+            path = stack.dir / "data" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(size))
+        for path in [stack.dir / "data", *(stack.dir / "data").rglob("*")]:
+            os.chown(path, 1000, 1000)
+        stack.up()
+        stack.wait_healthy(SERVICES)
+        wait_for(
+            lambda: "Pebble" in served_certificate(stack).issuer.rfc4514_string(),
+            "the pebble certificate served by nginx",
+            timeout=120,
+        )
+        sql(stack, SEED_SQL)
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def backup_under_load(stack: Stack) -> tuple[Path, subprocess.CompletedProcess[str], dict]:
+    """`scaffold backup` while a client keeps requesting through nginx; (archive, run, load report)."""
+    nginx_ip = stack.nginx_address()
+    stop = f"/tmp/stop-{unique_name('b')}"
+    loop = subprocess.Popen(
+        ["docker", "exec", stack.start_client(), "python3", "-c", LOAD_LOOP,
+         nginx_ip, DOMAIN, stack.public_host, stop, "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)
+        run = scaffold("backup", str(stack.dir))
+        time.sleep(1)
+    finally:
+        stack.client("touch", stop, check=False)
+        out, err = loop.communicate(timeout=60)
+    assert loop.returncode == 0, f"load loop crashed: {err}"
+    assert run.returncode == 0, f"backup failed:\n{run.stdout}\n{run.stderr}"
+    archives = sorted((stack.dir / ".scaffold" / "archives").glob("*.tar.gz"))
+    assert len(archives) == 1, archives
+    return archives[0], run, json.loads(out)
+
+
+# --------------------------------------------------------------------------- backup
+
+
+def test_backup_while_serving_fails_no_request(backup_under_load) -> None:
+    _, _, load = backup_under_load
+    print(f"\n[backup] load loop: {load['ok']} ok, {load['failed']} failed in {load['seconds']:.1f} s")
+    assert load["failed"] == 0, f"requests failed during the backup: {load['failures']}"
+    assert load["ok"] >= 20, f"only {load['ok']} requests: the loop did not run alongside the backup"
+
+
+def test_archive_is_private_and_lists_every_member_with_its_checksum(stack: Stack, backup_under_load) -> None:
+    archive, run, _ = backup_under_load
+    assert archive.stat().st_mode & 0o777 == 0o600
+    manifest = manifest_of(archive)
+    names = {member["name"] for member in manifest["members"]}
+    for needed in ("database.pgdump", "project/.env", "project/.copier-answers.yml", "project/compose.yaml",
+                   "project/nginx/custom/site-root.conf", *(f"project/data/{name}" for name in MEDIA),
+                   f"project/letsencrypt/live/{DOMAIN}/fullchain.pem"):  # fmt: skip
+        assert needed in names, f"{needed} is not in the archive"
+    assert not any(name.startswith("project/.scaffold/archives") for name in names)
+    media = next(m for m in manifest["members"] if m["name"] == "project/data/media/logo.png")
+    assert media["sha256"] == hashlib.sha256((stack.dir / "data/media/logo.png").read_bytes()).hexdigest()
+    assert manifest["postgresql"]["major"] >= 15 and manifest["postgresql"]["encoding"] == "UTF8"
+    assert manifest["authentik_tag"] == stack.env()["AUTHENTIK_TAG"]
+    assert manifest["project"] == stack.project
+    with tarfile.open(archive, "r:gz") as tar:
+        assert tar.getnames()[0] == "database.pgdump" and tar.getnames()[-1] == "manifest.json"
+        env_member = tar.getmember("project/.env")
+        assert env_member.mode & 0o077 == 0
+    secrets = [v for k, v in stack.env().items() if k in ("PG_PASS", "AUTHENTIK_SECRET_KEY") and v]
+    assert secrets and not any(s in run.stdout + run.stderr for s in secrets)
+    leftovers = [p.name for p in archive.parent.iterdir() if p.name.startswith(".")]
+    assert not leftovers, f"temporary files left next to the archive: {leftovers}"
+
+
+def test_keep_prunes_older_archives(stack: Stack, tmp_path: Path) -> None:
+    for _ in range(3):
+        run = scaffold("backup", str(stack.dir), "--output", str(tmp_path), "--keep", "2")
+        assert run.returncode == 0, run.stderr
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert len(kept) == 2 and all(name.endswith(f"-{stack.project}.tar.gz") or "-2" in name for name in kept)
+    assert "removed old archive" in run.stdout
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def assert_refused_unchanged(stack: Stack, archive: Path, *expected: str) -> str:
+    """`scaffold restore archive stack.dir` fails with each `expected` in its message, changing nothing."""
+    files, database = tree(stack.dir), database_state(stack)
+    run = scaffold("restore", str(archive), str(stack.dir))
+    assert run.returncode == 1, f"not refused:\n{run.stdout}\n{run.stderr}"
+    assert "Traceback" not in run.stderr
+    for text in expected:
+        assert text in run.stderr, run.stderr
+    assert tree(stack.dir) == files, "the project tree changed"
+    assert database_state(stack) == database, "the database changed"
+    assert all(stack.health(s) == "healthy" for s in ("server", "worker")), "server or worker was stopped"
+    return run.stderr
+
+
+def test_truncated_archive_is_refused_before_anything_changes(
+    stack: Stack, backup_under_load, tmp_path: Path
+) -> None:
+    archive = backup_under_load[0]
+    cut = tmp_path / "truncated.tar.gz"
+    cut.write_bytes(archive.read_bytes()[: archive.stat().st_size * 2 // 3])
+    assert_refused_unchanged(stack, cut, "truncated or damaged", "nothing was changed")
+
+
+def test_member_with_another_checksum_is_refused(stack: Stack, backup_under_load, tmp_path: Path) -> None:
+    def flip(info: tarfile.TarInfo, data: bytes) -> bytes:
+        return data[:-1] + bytes([data[-1] ^ 1]) if info.name == "project/data/media/notes.txt" else data
+
+    altered = rewrite(backup_under_load[0], tmp_path / "altered.tar.gz", flip)
+    assert_refused_unchanged(
+        stack, altered, "does not match its manifest", "data/media/notes.txt has a different SHA-256"
+    )
+
+
+def test_archive_from_a_newer_postgresql_major_is_refused(
+    stack: Stack, backup_under_load, tmp_path: Path
+) -> None:
+    current = manifest_of(backup_under_load[0])["postgresql"]["major"]
+
+    def newer(info: tarfile.TarInfo, data: bytes) -> bytes:
+        if info.name != "manifest.json":
+            return data
+        manifest = json.loads(data)
+        manifest["postgresql"].update(major=current + 1, version=f"{current + 1}.0")
+        return json.dumps(manifest).encode()
+
+    archive = rewrite(backup_under_load[0], tmp_path / "newer.tar.gz", newer)
+    assert_refused_unchanged(
+        stack, archive, f"PostgreSQL {current + 1} database", f"runs PostgreSQL {current}"
+    )
+
+
+def test_restore_over_a_database_with_data_needs_yes(stack: Stack, backup_under_load) -> None:
+    assert_refused_unchanged(stack, backup_under_load[0], "tables", "--yes")
+
+
+# ---------------------------------------------------------------- round trip (last: it replaces the stack)
+
+
+def test_round_trip_into_a_new_folder_on_a_fresh_daemon_state(
+    stack: Stack, backup_under_load, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    archive_in_project = backup_under_load[0]
+    keep = tmp_path_factory.mktemp("archive-copy") / archive_in_project.name
+    shutil.copy2(archive_in_project, keep)
+    seeded = database_state(stack)[1]
+    env_before = stack.env()
+    old_dir = stack.dir
+    media_before = {name: (old_dir / "data" / name).read_bytes() for name in MEDIA}
+    cert_before = served_certificate(stack)
+
+    stack.down()  # docker compose down -v: the database volume is gone
+    shutil.rmtree(old_dir)
+    new_dir = tmp_path_factory.mktemp("restored") / "authentik"
+    started = time.monotonic()
+    run = scaffold("restore", str(keep), str(new_dir))
+    # From here on the fixture's teardown stops the restored stack (or finds nothing to stop).
+    stack.dir = new_dir if new_dir.is_dir() else new_dir.parent
+    assert run.returncode == 0, f"restore failed:\n{run.stdout}\n{run.stderr}"
+    stack.wait_healthy(SERVICES)
+    print(f"\n[backup] restore into a new folder and healthy in {time.monotonic() - started:.1f} s")
+
+    assert database_state(stack)[1] == seeded == f"{SEED_ROWS}:" + seeded.split(":", 1)[1]
+    assert stack.env() == env_before, ".env differs after the restore"
+    assert (new_dir / ".env").stat().st_mode & 0o777 == 0o600
+    for name, content in media_before.items():
+        assert (new_dir / "data" / name).read_bytes() == content, name
+        assert (new_dir / "data" / name).stat().st_uid == 1000
+    cert_after = wait_for(lambda: served_certificate(stack), "nginx serving over TLS", timeout=60)
+    assert cert_after.serial_number == cert_before.serial_number, "nginx serves another certificate"
