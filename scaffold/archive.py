@@ -154,8 +154,8 @@ class ArchiveWriter:
     def __init__(self, target: Path) -> None:
         self.target = target
         self.members: list[Member] = []
-        self.temp = _create_exclusive(target)
-        self._file = open(self.temp, "wb")  # noqa: SIM115 - closed in commit/abort
+        self.temp, fd = _create_exclusive(target)
+        self._file = os.fdopen(fd, "wb")
         self._tar = tarfile.open(  # noqa: SIM115 - closed in commit/abort
             fileobj=self._file, mode="w:gz", compresslevel=COMPRESSLEVEL, format=tarfile.PAX_FORMAT
         )
@@ -215,12 +215,12 @@ class ArchiveWriter:
         self.temp.unlink(missing_ok=True)
 
 
-def _create_exclusive(target: Path) -> Path:
-    """An empty 0600 file `.<name>.partial-<random>` next to `target`, created with O_EXCL."""
+def _create_exclusive(target: Path) -> tuple[Path, int]:
+    """A new 0600 file `.<name>.partial-<random>` next to `target` (O_EXCL), and its open descriptor."""
     for _ in range(100):
         temp = target.with_name(f".{target.name}.partial-{os.urandom(6).hex()}")
         try:
-            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:
             continue
         except OSError as exc:
@@ -228,7 +228,7 @@ def _create_exclusive(target: Path) -> Path:
                 f"cannot create an archive in {target.parent}: {exc.strerror or exc}",
                 hint="choose a folder you can write to with --output",
             ) from None
-        return temp
+        return temp, fd
     raise ArchiveError(f"no free temporary name next to {target}")
 
 

@@ -223,13 +223,27 @@ class DockerAPI:
             raise _unavailable(self.endpoint, exc) from None
 
     def image_command(self, image: str, entrypoint: list[str]) -> str:
-        """The output of a throw-away container of `image` (removed afterwards), e.g. a version."""
-        from docker.errors import DockerException
+        """The output of a throw-away container of `image`, e.g. a version.
+
+        The container goes afterwards with its anonymous volumes (an image's VOLUME would
+        otherwise leave one behind per call, as `docker run --rm` does not).
+        """
+        from docker.errors import DockerException, ImageNotFound
 
         try:
-            output = self.client.containers.run(
-                image, entrypoint=entrypoint, remove=True, network_mode="none"
-            )
+            try:
+                self.client.api.inspect_image(image)
+            except ImageNotFound:
+                self.client.images.pull(image)
+            container = self.client.api.create_container(
+                image, entrypoint=entrypoint, network_disabled=True, host_config={"NetworkMode": "none"}
+            )["Id"]
+            try:
+                self.client.api.start(container)
+                code = self.client.api.wait(container, timeout=120).get("StatusCode")
+                output = self.client.api.logs(container, stdout=True, stderr=True)
+            finally:
+                self.client.api.remove_container(container, v=True, force=True)
         except DockerException as exc:
             reason = " ".join(str(exc).split())
             raise DockerUnavailable(
@@ -238,7 +252,13 @@ class DockerAPI:
             ) from None
         except Exception as exc:
             raise _unavailable(self.endpoint, exc) from None
-        return output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
+        text = output.decode("utf-8", "replace")
+        if code != 0:
+            raise DockerUnavailable(
+                f"`{' '.join(entrypoint)}` failed in the image {image} (exit code {code}): {text.strip()}",
+                hint="check that the image is the one you meant",
+            )
+        return text
 
     def close(self) -> None:
         self.client.close()
