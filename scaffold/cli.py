@@ -86,6 +86,13 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from scaffold.dbupgrade import UpgradeOptions, run_db_upgrade
+
+    run_db_upgrade(UpgradeOptions(project_dir=args.dest.resolve(), to_major=args.to, image=args.image))
+    return EXIT_OK
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -246,6 +253,22 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--yes", "-y", action="store_true", help="replace a database that holds data (back it up first)"
     )
+
+    db = subparsers.add_parser("db", help="manage the stack's PostgreSQL", description="Manage PostgreSQL.")
+    db_commands = db.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    upgrade = _subcommand(
+        db_commands,
+        "upgrade",
+        _cmd_db_upgrade,
+        "move the database to a newer PostgreSQL major",
+        "Stop server and worker, dump with the running server's pg_dump, switch the postgresql service\n"
+        "to the new image and a NEW volume (database-pgMAJOR, at /var/lib/postgresql from 18), restore,\n"
+        "check the row count of every table and the UTF8 encoding, start everything again. The old\n"
+        "volume is kept; the command to remove it is printed. Nothing to do when already there.",
+    )
+    upgrade.add_argument("--to", type=int, required=True, metavar="MAJOR", help="PostgreSQL major, e.g. 17")
+    upgrade.add_argument("--image", help="image to use (default: postgres:MAJOR-alpine)")
+    _add_stack_argument(upgrade)
     return parser
 
 

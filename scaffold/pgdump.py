@@ -26,10 +26,17 @@ _CONNECT = (
     '-d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" "$@"'
 )
 # Tables of the database's own schemas (not PostgreSQL's catalogs).
-USER_TABLES_SQL = (
-    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+_USER_TABLES = (
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
     "AND n.nspname NOT LIKE 'pg\\_%'"
+)
+USER_TABLES_SQL = f"SELECT count(*) {_USER_TABLES}"
+# Exact row counts of those tables, one "schema.table|count" per line.
+ROW_COUNTS_SQL = (
+    "SELECT format('%I.%I', n.nspname, c.relname), (xpath('/row/c/text()', query_to_xml("
+    "format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text "
+    f"{_USER_TABLES} ORDER BY 1"
 )
 _VERSION = re.compile(r"\b(\d+)(?:\.(\d+))?")
 
@@ -75,6 +82,15 @@ def server_info(api: DockerAPI, container: str) -> PostgresInfo:
 def user_table_count(api: DockerAPI, container: str) -> int:
     """How many tables the database holds outside PostgreSQL's own schemas (0: nothing to lose)."""
     return int(psql(api, container, USER_TABLES_SQL)[0])
+
+
+def row_counts(api: DockerAPI, container: str) -> dict[str, int]:
+    """Exact row counts of every table of the database (what a dump and restore must keep)."""
+    counts = {}
+    for line in psql(api, container, ROW_COUNTS_SQL):
+        table, _, count = line.rpartition("|")
+        counts[table] = int(count)
+    return counts
 
 
 def image_major(api: DockerAPI, image: str) -> int:

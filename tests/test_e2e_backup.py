@@ -1,12 +1,15 @@
-"""Issue 16, end to end: `scaffold backup` and `scaffold restore` on one real stack.
+"""Issue 16, end to end: `scaffold backup`, `restore` and `db upgrade` on one real stack.
 
-One stack per module (stand-in images, pebble certificate): its database gets a seeded table of
-10,000 rows and its `data/` media files. The tests run in file order: a backup while a client keeps
-requesting through nginx, what the archive holds, `--keep`, then each refusal (a truncated archive,
-a member whose checksum differs, an archive from a newer PostgreSQL major, a database with data and
-no `--yes`) with the project tree and the database compared before and after, and last the round
-trip: `docker compose down -v`, the project folder deleted, `scaffold restore` into a new folder,
-and the same table, files, secrets, healthy services and certificate.
+One stack per module (stand-in images, pebble certificate), on the OLDER PostgreSQL stand-in
+(Debian bookworm's 15) so that `scaffold db upgrade` can move it to the newer one (trixie's 17).
+Its database gets a seeded table of 10,000 rows and its `data/` media files. The tests run in file
+order: a backup while a client keeps requesting through nginx, what the archive holds, `--keep`,
+then each refusal (a truncated archive, a member whose checksum differs, an archive from a newer
+PostgreSQL major, a database with data and no `--yes`) with the project tree and the database
+compared before and after, a restore in place with `--yes`, the major upgrade (and a second run
+with nothing to do), and last the round trip: `docker compose down -v`, the project folder
+deleted, `scaffold restore` into a new folder, and the same table, files, secrets, healthy services
+and certificate.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from polling import wait_for
-from stack import DOMAIN, OVERRIDE, REPO_ROOT, Stack, running_stack, unique_name
+from stack import DOMAIN, OVERRIDE, REPO_ROOT, Stack, docker, running_stack, unique_name
 from test_e2e_stack import LOAD_LOOP, served_certificate
 
 pytestmark = pytest.mark.docker
@@ -104,10 +107,27 @@ def manifest_of(archive: Path) -> dict:
 # --------------------------------------------------------------------------- the one stack
 
 
+def use_older_postgres(stack: Stack) -> None:
+    """The compose file's own `image:` of postgresql becomes the older stand-in (not the override's),
+    so that `scaffold db upgrade` can change it as it would change `postgres:16-alpine`."""
+    compose = stack.dir / "compose.yaml"
+    text = compose.read_text()
+    assert "image: postgres:16-alpine" in text
+    compose.write_text(text.replace("image: postgres:16-alpine", f"image: {stack.images.postgres_older}"))
+    override = json.loads((stack.dir / OVERRIDE).read_text())
+    del override["services"]["postgresql"]
+    (stack.dir / OVERRIDE).write_text(json.dumps(override, indent=2))
+
+
+def major(stack: Stack) -> int:
+    return int(sql(stack, "SHOW server_version_num")) // 10000
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Stack]:
-    """A running stack with a pebble certificate, a seeded table and media files in data/."""
+    """A running stack on the older PostgreSQL, a pebble certificate, a seeded table, media files."""
     with running_stack(tmp_path_factory.mktemp("backup"), standin_images) as stack:
+        use_older_postgres(stack)
         for name, size in MEDIA.items():
             path = stack.dir / "data" / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +143,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[
         )
         sql(stack, SEED_SQL)
         yield stack
+    # `down -v` removes only the volumes services use: the one `db upgrade` keeps goes here.
+    docker("volume", "rm", "-f", f"{stack.project}_database", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +271,55 @@ def test_archive_from_a_newer_postgresql_major_is_refused(
 
 def test_restore_over_a_database_with_data_needs_yes(stack: Stack, backup_under_load) -> None:
     assert_refused_unchanged(stack, backup_under_load[0], "tables", "--yes")
+
+
+def test_restore_in_place_with_yes_brings_back_rows_and_files(stack: Stack, backup_under_load) -> None:
+    seeded = database_state(stack)
+    notes = stack.dir / "data/media/notes.txt"
+    original = notes.read_bytes()
+    server_started = stack.inspect("server")["State"]["StartedAt"]
+    sql(stack, "DELETE FROM scaffold_seed WHERE id % 2 = 0")
+    notes.write_bytes(b"changed after the backup")
+    (stack.dir / "data/media/new.txt").write_text("made after the backup")
+
+    run = scaffold("restore", str(backup_under_load[0]), str(stack.dir), "--yes")
+    assert run.returncode == 0, f"restore failed:\n{run.stdout}\n{run.stderr}"
+    assert database_state(stack) == seeded
+    assert notes.read_bytes() == original
+    assert not (stack.dir / "data/media/new.txt").exists()
+    aside = list((stack.dir / ".scaffold/backups").glob("*-pre-restore/data/media/new.txt"))
+    assert len(aside) == 1, "the file the archive lacked was not kept aside"
+    assert stack.inspect("server")["State"]["StartedAt"] != server_started, "server was not stopped"
+    stack.wait_healthy(SERVICES)
+
+
+def test_db_upgrade_to_the_newer_major_keeps_every_row_and_the_old_volume(stack: Stack) -> None:
+    before, old_major = database_state(stack), major(stack)
+    old_volume = f"{stack.project}_database"
+    run = scaffold("db", "upgrade", "--to", "17", "--image", stack.images.postgres, str(stack.dir))
+    assert run.returncode == 0, f"upgrade failed:\n{run.stdout}\n{run.stderr}"
+    print(f"\n[db upgrade] {run.stdout}")
+    assert (old_major, major(stack)) == (15, 17)
+    assert database_state(stack) == before, "rows differ after the upgrade"
+    assert sql(stack, "SHOW server_encoding") == "UTF8"
+    # The old volume still holds the PostgreSQL 15 cluster, with the seeded table in it.
+    old_data = docker(
+        "run", "--rm", "-v", f"{old_volume}:/old:ro", "--entrypoint", "sh", stack.images.postgres_older,
+        "-c", "cat /old/PG_VERSION; grep -rl scaffold_seed /old/base /old/global | wc -l",
+    )  # fmt: skip
+    version, seed_files = old_data.stdout.split()
+    assert version == "15", "the old volume no longer holds the PostgreSQL 15 data"
+    assert int(seed_files) > 0, "the old volume no longer holds the seeded table"
+    assert f"docker volume rm {old_volume}" in run.stdout
+    mounts = stack.inspect("postgresql")["Mounts"]
+    assert [m["Name"] for m in mounts if m["Type"] == "volume"] == [f"{stack.project}_database-pg17"]
+    stack.wait_healthy(SERVICES)
+
+    compose = (stack.dir / "compose.yaml").read_text()
+    again = scaffold("db", "upgrade", "--to", "17", "--image", stack.images.postgres, str(stack.dir))
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+    assert (stack.dir / "compose.yaml").read_text() == compose
+    docker("volume", "rm", old_volume)  # what the upgrade printed, once all works
 
 
 # ---------------------------------------------------------------- round trip (last: it replaces the stack)
