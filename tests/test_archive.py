@@ -24,7 +24,7 @@ from scaffold.archive import (
     verify,
 )
 
-DUMP = b"PGDMP" + os.urandom(5000)
+DUMP = b"PGDMP" + os.urandom(200_000)  # big enough that a cut lands inside a member
 
 
 def make_project(root: Path) -> Path:
