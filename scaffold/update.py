@@ -2,6 +2,8 @@
 
 Order matters, so that a failure at any point leaves the user with what they had:
 1. preflight checks that change nothing (each failure says how to fix it);
+   with --apply, when the authentik tag or the template (so maybe the PostgreSQL image) changes,
+   a `scaffold backup` archive of the database and files as they are;
 2. a backup of .env, the answers and every tracked file, with a one-line restore command,
    printed before anything is touched;
 3. `copier update` through copier's API with the tasks skipped (they would run three times);
@@ -210,6 +212,27 @@ def _backup(layout: ProjectLayout) -> Path:
     return target
 
 
+def _may_migrate(plan: UpdatePlan) -> bool:
+    """Whether applying may change the authentik tag (one-way migrations) or, with a new template
+    version, the PostgreSQL image: then a database dump must exist before `up -d`."""
+    tag = plan.data.get("authentik_version", plan.answers.authentik_version)
+    return tag != plan.answers.authentik_version or (plan.target_ref or plan.current) != plan.current
+
+
+def _database_backup(project: Path) -> Path:
+    """`scaffold backup` before anything changes, so that the files in it match the database."""
+    from scaffold.backup import BackupOptions, run_backup
+
+    output.status("info", "the update may change authentik or PostgreSQL: backing up the database first")
+    try:
+        return run_backup(BackupOptions(project_dir=project))
+    except ProjectError as exc:
+        raise ProjectError(
+            f"no backup could be taken, so nothing was updated: {exc.message}",
+            hint=f"{exc.hint}; or update without --apply and apply it yourself after a backup",
+        ) from None
+
+
 def restore_command(layout: ProjectLayout, backup: Path) -> str:
     return f"cd {layout.root} && git reset -q --hard && git clean -qfd && cp -a {backup}/. ."
 
@@ -316,6 +339,7 @@ def run_update_command(opts: UpdateOptions) -> int:
     if opts.dry_run:
         return _dry_run(opts, plan)
 
+    archive = _database_backup(opts.project_dir) if opts.apply and _may_migrate(plan) else None
     layout = ProjectLayout(opts.project_dir)
     backup = _backup(layout)
     output.status("ok", f"backup: {backup}")
@@ -344,6 +368,8 @@ def run_update_command(opts: UpdateOptions) -> int:
         "review the changes with `git diff`, then commit them: git add -A && git commit -m 'scaffold update'"
     )
     if opts.apply and not attention:
+        if archive is not None:
+            output.say(f"to go back after the apply: scaffold restore {archive} {opts.project_dir} --yes")
         result = subprocess.run(APPLY_COMMANDS, shell=True, cwd=opts.project_dir, check=False)
         return EXIT_OK if result.returncode == 0 else EXIT_FAILED
     output.say(f"apply it with: {APPLY_COMMANDS}")
