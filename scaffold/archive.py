@@ -443,5 +443,12 @@ def describe_size(size: float) -> str:
     return f"{size:.1f} GB"
 
 
+def describe_age(age: dt.timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    if hours < 1:
+        return f"{max(0, int(age.total_seconds() // 60))} min"
+    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days"
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

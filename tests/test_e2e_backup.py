@@ -206,6 +206,12 @@ def test_archive_is_private_and_lists_every_member_with_its_checksum(stack: Stac
     assert not leftovers, f"temporary files left next to the archive: {leftovers}"
 
 
+def test_doctor_reports_the_age_of_the_new_backup(stack: Stack, backup_under_load) -> None:
+    run = scaffold("doctor", str(stack.dir), "--offline", "--json")
+    check = next(c for c in json.loads(run.stdout)["checks"] if c["id"] == "files.backup-age")
+    assert check["status"] == "ok" and backup_under_load[0].name in check["message"], check
+
+
 def test_keep_prunes_older_archives(stack: Stack, tmp_path: Path) -> None:
     for _ in range(3):
         run = scaffold("backup", str(stack.dir), "--output", str(tmp_path), "--keep", "2")
