@@ -1,15 +1,16 @@
 """Issue 16, end to end: `scaffold backup`, `restore` and `db upgrade` on one real stack.
 
-One stack per module (stand-in images, pebble certificate), on the OLDER PostgreSQL stand-in
-(Debian bookworm's 15) so that `scaffold db upgrade` can move it to the newer one (trixie's 17).
-Its database gets a seeded table of 10,000 rows and its `data/` media files. The tests run in file
-order: a backup while a client keeps requesting through nginx, what the archive holds, `--keep`,
-then each refusal (a truncated archive, a member whose checksum differs, an archive from a newer
-PostgreSQL major, a database with data and no `--yes`) with the project tree and the database
-compared before and after, a restore in place with `--yes`, the major upgrade (and a second run
-with nothing to do), and last the round trip: `docker compose down -v`, the project folder
-deleted, `scaffold restore` into a new folder, and the same table, files, secrets, healthy services
-and certificate.
+One stack per module (stand-in images, pebble certificate, `backup_schedule=daily`), on the OLDER
+PostgreSQL stand-in (Debian bookworm's 15) so that `scaffold db upgrade` can move it to the newer
+one (trixie's 17). Its database gets a seeded table of 10,000 rows and its `data/` media files. The
+tests run in file order: a backup while a client keeps requesting through nginx, what the archive
+holds, doctor's view of it, then each refusal (a truncated archive, a member whose checksum
+differs, an archive from a newer PostgreSQL major, a database with data and no `--yes`) with the
+project tree and the database compared before and after, a restore in place with `--yes`, the
+major upgrade (and a second run with nothing to do), the round trip (`docker compose down -v`, the
+project folder deleted, `scaffold restore` into a new folder, and the same table, files, secrets,
+healthy services and certificate), and last what the scheduled-backup unit of the restored stack
+runs, with its `--keep`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -46,6 +48,7 @@ TABLES_SQL = (
     "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables "
     "WHERE table_schema = 'public'"
 )
+KEEP = 2  # backup_keep: archives the scheduled backup keeps
 MEDIA = {"media/logo.png": 300_000, "media/public/flow-bg.jpg": 120_000, "media/notes.txt": 1_000}
 
 
@@ -126,7 +129,8 @@ def major(stack: Stack) -> int:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Stack]:
     """A running stack on the older PostgreSQL, a pebble certificate, a seeded table, media files."""
-    with running_stack(tmp_path_factory.mktemp("backup"), standin_images) as stack:
+    answers = {"backup_schedule": "daily", "backup_keep": KEEP}
+    with running_stack(tmp_path_factory.mktemp("backup"), standin_images, answers) as stack:
         use_older_postgres(stack)
         for name, size in MEDIA.items():
             path = stack.dir / "data" / name
@@ -210,15 +214,6 @@ def test_doctor_reports_the_age_of_the_new_backup(stack: Stack, backup_under_loa
     run = scaffold("doctor", str(stack.dir), "--offline", "--json")
     check = next(c for c in json.loads(run.stdout)["checks"] if c["id"] == "files.backup-age")
     assert check["status"] == "ok" and backup_under_load[0].name in check["message"], check
-
-
-def test_keep_prunes_older_archives(stack: Stack, tmp_path: Path) -> None:
-    for _ in range(3):
-        run = scaffold("backup", str(stack.dir), "--output", str(tmp_path), "--keep", "2")
-        assert run.returncode == 0, run.stderr
-    kept = sorted(p.name for p in tmp_path.iterdir())
-    assert len(kept) == 2 and all(name.endswith(f"-{stack.project}.tar.gz") or "-2" in name for name in kept)
-    assert "removed old archive" in run.stdout
 
 
 # --------------------------------------------------------------------------- refusals
@@ -362,3 +357,18 @@ def test_round_trip_into_a_new_folder_on_a_fresh_daemon_state(
         assert (new_dir / "data" / name).stat().st_uid == 1000
     cert_after = wait_for(lambda: served_certificate(stack), "nginx serving over TLS", timeout=60)
     assert cert_after.serial_number == cert_before.serial_number, "nginx serves another certificate"
+
+
+def test_scheduled_backup_unit_of_the_restored_stack_backs_up_and_keeps_n(stack: Stack) -> None:
+    """What the systemd timer runs (ExecStart of systemd/scaffold-backup@.service, %f = the folder)."""
+    unit = (stack.dir / "systemd" / "scaffold-backup@.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    command = shlex.split(exec_start.removeprefix("ExecStart=").replace("%f", str(stack.dir)))
+    assert command[1:4] == ["-m", "scaffold", "backup"] and command[-2:] == ["--keep", str(KEEP)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1"}  # this checkout's scaffold
+    for _ in range(KEEP + 1):
+        run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert run.returncode == 0, run.stderr
+    archives = sorted((stack.dir / ".scaffold" / "archives").glob("*.tar.gz"))
+    assert len(archives) == KEEP, archives
+    assert "removed old archive" in run.stdout
