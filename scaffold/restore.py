@@ -108,6 +108,7 @@ def _restore_in_place(api: DockerAPI, archive: Path, manifest: Manifest, dest: P
         staging = Path(tempfile.mkdtemp(prefix="restore-", dir=layout.state_dir))
         try:
             extract(archive, staging, dump, manifest)
+            _refuse_other_database_image(api, container, staging)
             _stopped_authentik(dest)
             try:
                 _restore_database(api, container, dump, manifest)
@@ -119,6 +120,18 @@ def _restore_in_place(api: DockerAPI, archive: Path, manifest: Manifest, dest: P
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     output.status("ok", f"restored {archive.name} into {dest}; the files it replaced are in {aside}")
+
+
+def _refuse_other_database_image(api: DockerAPI, container: str, staged: Path) -> None:
+    """The restored compose.yaml must run the database the dump goes into (not, say, the volume
+    of the PostgreSQL major used before a `scaffold db upgrade`)."""
+    running, archived = api.container_image(container), composecli.service_image(staged, "postgresql")
+    if running != archived:
+        raise ArchiveError(
+            f"the archive's compose.yaml runs PostgreSQL from {archived}, this deployment runs {running} "
+            "(a `scaffold db upgrade` since the backup?); nothing was changed",
+            hint="restore the archive into a new, empty folder instead (it brings its own database back)",
+        )
 
 
 def _stopped_authentik(dest: Path) -> None:

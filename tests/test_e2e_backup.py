@@ -76,9 +76,14 @@ def database_state(stack: Stack) -> tuple[str, str]:
 
 
 def tree(root: Path) -> dict[str, tuple[int, int, int, str]]:
-    """Every path under `root`: (mode, uid, gid, SHA-256 of a file or target of a link)."""
+    """Every path under `root`: (mode, uid, gid, SHA-256 of a file or target of a link).
+
+    Only `.scaffold/lock` is left out: it says which scaffold run holds the lock, nothing else.
+    """
     result = {}
     for path in sorted(root.rglob("*")):
+        if path == root / ".scaffold" / "lock":
+            continue
         info = path.lstat()
         if path.is_symlink():
             content = "-> " + os.readlink(path)
@@ -321,6 +326,16 @@ def test_db_upgrade_to_the_newer_major_keeps_every_row_and_the_old_volume(stack:
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
     assert (stack.dir / "compose.yaml").read_text() == compose
     docker("volume", "rm", old_volume)  # what the upgrade printed, once all works
+
+
+def test_restore_in_place_of_an_archive_from_before_the_upgrade_is_refused(
+    stack: Stack, backup_under_load
+) -> None:
+    """Its compose.yaml would start the old image on the old volume, not the database restored into."""
+    files, database = tree(stack.dir), database_state(stack)
+    run = scaffold("restore", str(backup_under_load[0]), str(stack.dir), "--yes")
+    assert run.returncode == 1 and "this deployment runs" in run.stderr, run.stdout + run.stderr
+    assert tree(stack.dir) == files and database_state(stack) == database
 
 
 # ---------------------------------------------------------------- round trip (last: it replaces the stack)
