@@ -483,6 +483,24 @@ def check_smtp_from(value: str, *, smtp_enabled: bool = True) -> None:
         )
 
 
+# --- Scheduled backups -------------------------------------------------------------------------
+
+
+def check_backup_schedule(value: str) -> None:
+    """A systemd calendar time (or `off`): it lands on the timer's `OnCalendar=` line, so one line of
+    the characters calendar times use, and nothing a unit file would read as more."""
+    if value != "off" and not re.fullmatch(r"[A-Za-z0-9*:,. /~-]+", value):
+        raise AnswerProblem(
+            f"{shown(value)} is not a systemd calendar time",
+            "use daily, weekly or a form such as *-*-* 03:30 (or off for no schedule).",
+        )
+
+
+def check_backup_keep(value: int, *, backup_schedule: str = "daily") -> None:
+    if backup_schedule != "off" and value < 1:
+        raise AnswerProblem(f"backup_keep is {value}", "keep at least 1 archive.")
+
+
 #: The rule of every question that has one; copier.yml's validators call them through `problem_with`.
 RULES: dict[str, Callable[..., None]] = {
     "project_name": check_project_name,
@@ -503,6 +521,8 @@ RULES: dict[str, Callable[..., None]] = {
     "smtp_username": check_smtp_username,
     "smtp_password": check_smtp_password,
     "smtp_from": check_smtp_from,
+    "backup_schedule": check_backup_schedule,
+    "backup_keep": check_backup_keep,
 }
 
 

@@ -63,6 +63,27 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor_command(args.dest.resolve(), as_json=args.json, offline=args.offline)
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from scaffold.backup import BackupOptions, run_backup
+
+    run_backup(BackupOptions(project_dir=args.dest.resolve(), output=args.output, keep=args.keep))
+    return EXIT_OK
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from scaffold.restore import RestoreOptions, run_restore
+
+    run_restore(RestoreOptions(archive=args.archive, dest=args.dest, yes=args.yes))
+    return EXIT_OK
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from scaffold.dbupgrade import UpgradeOptions, run_db_upgrade
+
+    run_db_upgrade(UpgradeOptions(project_dir=args.dest.resolve(), to_major=args.to, image=args.image))
+    return EXIT_OK
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -189,6 +210,58 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="machine-readable output (see docs/doctor.md)")
     doctor.add_argument("--offline", action="store_true", help="skip DNS, port and certificate checks")
+
+    backup = _subcommand(
+        subparsers,
+        "backup",
+        _cmd_backup,
+        "write one archive of the database, .env, answers, data and certificates",
+        "Dump the database through the running PostgreSQL container (pg_dump, custom format) while the\n"
+        "stack keeps serving, and archive it with every file of the project (.env, answers, nginx/custom/,\n"
+        "data/, certs/, custom-templates/, letsencrypt/) and a manifest of SHA-256 sums. The archive is\n"
+        "private (0600) and appears under its name only when complete.\n"
+        "Default: .scaffold/archives/<UTC time>-<project>.tar.gz in the project.",
+    )
+    _add_stack_argument(backup)
+    backup.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="archive file to write, or a folder to write it in"
+    )
+    backup.add_argument(
+        "--keep", type=int, metavar="N", help="then delete all but the N newest archives of the project there"
+    )
+
+    restore = _subcommand(
+        subparsers,
+        "restore",
+        _cmd_restore,
+        "bring a deployment back from an archive of `scaffold backup`",
+        "Check the whole archive (manifest, SHA-256 of every member, PostgreSQL major) before anything\n"
+        "changes. DEST is the deployment itself (its database and files are replaced; server and worker\n"
+        "stop meanwhile) or an empty or new folder (project, .env and data come back, the stack starts).",
+    )
+    restore.add_argument("archive", type=Path, metavar="ARCHIVE", help="the archive (.tar.gz)")
+    _add_stack_argument(restore)
+    restore.add_argument(
+        "--yes", "-y", action="store_true", help="replace a database that holds data (back it up first)"
+    )
+
+    db = subparsers.add_parser(
+        "db", help="manage the stack's PostgreSQL", description="Manage PostgreSQL.", epilog=EPILOG
+    )
+    db_commands = db.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    upgrade = _subcommand(
+        db_commands,
+        "upgrade",
+        _cmd_db_upgrade,
+        "move the database to a newer PostgreSQL major",
+        "Stop server and worker, dump with the running server's pg_dump, switch the postgresql service\n"
+        "to the new image and a NEW volume (database-pgMAJOR, at /var/lib/postgresql from 18), restore,\n"
+        "check the row count of every table and the UTF8 encoding, start everything again. The old\n"
+        "volume is kept; the command to remove it is printed. Nothing to do when already there.",
+    )
+    upgrade.add_argument("--to", type=int, required=True, metavar="MAJOR", help="PostgreSQL major, e.g. 17")
+    upgrade.add_argument("--image", help="image to use (default: postgres:MAJOR-alpine)")
+    _add_stack_argument(upgrade)
     return parser
 
 

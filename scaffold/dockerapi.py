@@ -1,15 +1,19 @@
-"""Read-only access to the Docker daemon, with typed results and clear errors.
+"""Access to the Docker daemon, with typed results and clear errors.
 
-scaffold never creates or changes a Docker object: it runs as a copier task three times per
-update, and Compose owns the stack's objects. The `docker` SDK is imported only here, inside
-`connect`, so the CLI starts fast.
+scaffold never creates, changes or removes a Docker object: it runs as a copier task three times
+per update, and Compose owns the stack's objects. The one exception is `scaffold backup` and
+`restore`, which run commands inside the running PostgreSQL container (`exec_*`, `put_file`) and a
+throw-away container of its image (`image_command`). The `docker` SDK is imported only here,
+inside `connect`, so the CLI starts fast.
 """
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
-from collections.abc import Mapping
+import tarfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -178,8 +182,121 @@ class DockerAPI:
             for item in volumes.get("Volumes") or []
         )
 
+    def service_container(self, project: str, service: str) -> str | None:
+        """The id of the running container of a Compose service, or None when it is not running."""
+        filters = {"label": [f"{COMPOSE_PROJECT_LABEL}={project}", f"{COMPOSE_SERVICE_LABEL}={service}"]}
+        try:
+            found = self.client.api.containers(filters=filters)
+        except Exception as exc:
+            raise _unavailable(self.endpoint, exc) from None
+        return found[0]["Id"] if found else None
+
+    def container_image(self, container: str) -> str:
+        """The image reference a container was created from (as written in the compose file)."""
+        try:
+            return self.client.api.inspect_container(container)["Config"]["Image"]
+        except Exception as exc:
+            raise _unavailable(self.endpoint, exc) from None
+
+    def exec_stream(self, container: str, command: list[str], *, user: str = "") -> ExecRun:
+        """Run `command` in a running container; its stdout arrives in chunks, never held whole."""
+        try:
+            exec_id = self.client.api.exec_create(container, command, stdout=True, stderr=True, user=user)
+            chunks = self.client.api.exec_start(exec_id, stream=True, demux=True)
+        except Exception as exc:
+            raise _unavailable(self.endpoint, exc) from None
+        return ExecRun(self, exec_id["Id"], chunks)
+
+    def exec_output(self, container: str, command: list[str], *, user: str = "") -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) of a short command in a running container."""
+        run = self.exec_stream(container, command, user=user)
+        out = b"".join(run.stdout())
+        return run.exit_code(), out.decode("utf-8", "replace"), run.stderr_text()
+
+    def put_file(self, container: str, directory: str, name: str, size: int, chunks: Iterable[bytes]) -> None:
+        """Stream one file (mode 0600) into `directory` of a container without holding it in memory."""
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mode = 0o600
+
+        def tar_stream() -> Iterator[bytes]:
+            yield info.tobuf(format=tarfile.PAX_FORMAT)
+            yield from chunks
+            padding = -size % tarfile.BLOCKSIZE
+            yield b"\0" * (padding + 2 * tarfile.BLOCKSIZE)
+
+        try:
+            self.client.api.put_archive(container, directory, tar_stream())
+        except Exception as exc:
+            raise _unavailable(self.endpoint, exc) from None
+
+    def image_command(self, image: str, entrypoint: list[str]) -> str:
+        """The output of a throw-away container of `image`, e.g. a version.
+
+        The container goes afterwards with its anonymous volumes (an image's VOLUME would
+        otherwise leave one behind per call, as `docker run --rm` does not).
+        """
+        from docker.errors import DockerException, ImageNotFound
+
+        try:
+            try:
+                self.client.api.inspect_image(image)
+            except ImageNotFound:
+                self.client.images.pull(image)
+            container = self.client.api.create_container(
+                image, entrypoint=entrypoint, network_disabled=True, host_config={"NetworkMode": "none"}
+            )["Id"]
+            try:
+                self.client.api.start(container)
+                code = self.client.api.wait(container, timeout=120).get("StatusCode")
+                output = self.client.api.logs(container, stdout=True, stderr=True)
+            finally:
+                self.client.api.remove_container(container, v=True, force=True)
+        except DockerException as exc:
+            reason = " ".join(str(exc).split())
+            raise DockerUnavailable(
+                f"could not run `{' '.join(entrypoint)}` in the image {image}: {reason}",
+                hint="check that the image exists (`docker compose pull`) and Docker can start containers",
+            ) from None
+        except Exception as exc:
+            raise _unavailable(self.endpoint, exc) from None
+        text = output.decode("utf-8", "replace")
+        if code != 0:
+            raise DockerUnavailable(
+                f"`{' '.join(entrypoint)}` failed in the image {image} (exit code {code}): {text.strip()}",
+                hint="check that the image is the one you meant",
+            )
+        return text
+
     def close(self) -> None:
         self.client.close()
+
+
+@dataclass
+class ExecRun:
+    """One running `exec`: read its stdout as a stream, then its exit code and stderr."""
+
+    api: DockerAPI
+    exec_id: str
+    chunks: Any
+    _stderr: io.BytesIO = field(default_factory=io.BytesIO)
+
+    def stdout(self) -> Iterator[bytes]:
+        for out, err in self.chunks:
+            if err:
+                self._stderr.write(err[: max(0, 65536 - self._stderr.tell())])
+            if out:
+                yield out
+
+    def stderr_text(self) -> str:
+        return self._stderr.getvalue().decode("utf-8", "replace").strip()
+
+    def exit_code(self) -> int:
+        try:
+            code = self.api.client.api.exec_inspect(self.exec_id).get("ExitCode")
+        except Exception as exc:
+            raise _unavailable(self.api.endpoint, exc) from None
+        return -1 if code is None else int(code)
 
 
 def occupied_by_networks(

@@ -80,6 +80,7 @@ JSON_SCHEMA: dict[str, Any] = {
 def all_checks() -> tuple[Check, ...]:
     """Every check, in report order. Imported here so that `scaffold --help` loads none of them."""
     from scaffold import (
+        doctor_backup,
         doctor_clientaddr,
         doctor_files,
         doctor_flow,
@@ -92,8 +93,11 @@ def all_checks() -> tuple[Check, ...]:
         doctor_versions,
     )
 
+    files = [check for check in doctor_files.CHECKS if check.id.startswith("files.")]
     return (
-        *doctor_files.CHECKS,
+        *files,
+        *doctor_backup.CHECKS,
+        *(check for check in doctor_files.CHECKS if check not in files),
         *doctor_realip.CHECKS,
         *doctor_trust.CHECKS,
         *doctor_versions.CHECKS,

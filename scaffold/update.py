@@ -2,6 +2,8 @@
 
 Order matters, so that a failure at any point leaves the user with what they had:
 1. preflight checks that change nothing (each failure says how to fix it);
+   with --apply, when the authentik tag or the template (so maybe the PostgreSQL image) changes,
+   a `scaffold backup` archive of the database and files as they are;
 2. a backup of .env, the answers and every tracked file, with a one-line restore command,
    printed before anything is touched;
 3. `copier update` through copier's API with the tasks skipped (they would run three times);
@@ -216,6 +218,27 @@ def _backup(layout: ProjectLayout) -> Path:
     return target
 
 
+def _may_migrate(plan: UpdatePlan) -> bool:
+    """Whether applying may change the authentik tag (one-way migrations) or, with a new template
+    version, the PostgreSQL image: then a database dump must exist before `up -d`."""
+    tag = plan.data.get("authentik_version", plan.answers.authentik_version)
+    return tag != plan.answers.authentik_version or (plan.target_ref or plan.current) != plan.current
+
+
+def _database_backup(project: Path) -> Path:
+    """`scaffold backup` before anything changes, so that the files in it match the database."""
+    from scaffold.backup import BackupOptions, run_backup
+
+    output.status("info", "the update may change authentik or PostgreSQL: backing up the database first")
+    try:
+        return run_backup(BackupOptions(project_dir=project))
+    except ProjectError as exc:
+        raise ProjectError(
+            f"no backup could be taken, so nothing was updated: {exc.message}",
+            hint=f"{exc.hint}; or update without --apply and apply it yourself after a backup",
+        ) from None
+
+
 def restore_command(layout: ProjectLayout, backup: Path) -> str:
     """The shell command that puts the project back as it was when `backup` was taken."""
     root, files = shlex.quote(str(layout.root)), shlex.quote(f"{backup}/.")
@@ -332,11 +355,12 @@ def run_update_command(opts: UpdateOptions) -> int:
             if smtp_password is not None:
                 output.status("info", "AUTHENTIK_EMAIL__PASSWORD in .env would be replaced (value not shown)")
             return _dry_run(opts, plan)
+        archive = _database_backup(opts.project_dir) if opts.apply and _may_migrate(plan) else None
         backup = _backup(layout)
         output.status("ok", f"backup: {backup}")
         output.say(f"      restore with: {restore_command(layout, backup)}")
         attention = _apply_or_restore(opts, plan, layout, backup, smtp_password)
-        return _report(opts, attention)
+        return _report(opts, attention, archive)
 
 
 def _apply_or_restore(
@@ -366,7 +390,7 @@ def _apply_or_restore(
         raise type(exc)(f"{exc.message}; the project is as it was before the update", hint=exc.hint) from None
 
 
-def _report(opts: UpdateOptions, attention: bool) -> int:
+def _report(opts: UpdateOptions, attention: bool, archive: Path | None = None) -> int:
     """Conflicts, `docker compose config`, and what to run next; the exit code."""
     from scaffold.compose import check_config
 
@@ -398,6 +422,9 @@ def _report(opts: UpdateOptions, attention: bool) -> int:
         "review the changes with `git diff`, then commit them: git add -A && git commit -m 'scaffold update'"
     )
     if opts.apply and not attention:
+        if archive is not None:
+            back = f"scaffold restore {shlex.quote(str(archive))} {shlex.quote(str(opts.project_dir))} --yes"
+            output.say(f"to go back after the apply: {back}")
         result = subprocess.run(APPLY_COMMANDS, shell=True, cwd=opts.project_dir, check=False)
         return EXIT_OK if result.returncode == 0 else EXIT_FAILED
     output.say(f"apply it with: {APPLY_COMMANDS}")

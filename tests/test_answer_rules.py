@@ -31,6 +31,9 @@ from scaffold.answer_rules import (
 #: (question, answer, other answers, words the message must contain)
 _ON_DOMAIN = {"domain": "sso.example.test"}
 BAD_ANSWERS = [
+    ("backup_schedule", "daily\nExecStart=/bin/sh", {}, "not a systemd calendar time"),
+    ("backup_schedule", "daily;reboot", {}, "not a systemd calendar time"),
+    ("backup_keep", 0, {"backup_schedule": "daily"}, "keep at least 1 archive"),
     ("public_url", "http://sso.example.test", _ON_DOMAIN, "is not an https URL"),
     ("public_url", "sso.example.test", _ON_DOMAIN, "is not an https URL"),
     ("public_url", "https://sso.example.test/auth/", _ON_DOMAIN, "more than a host and port"),
@@ -155,6 +158,10 @@ BAD_NETWORK_ANSWERS = [
 ]
 
 GOOD_ANSWERS = [
+    ("backup_schedule", "off", {}),
+    ("backup_schedule", "daily", {}),
+    ("backup_keep", 1, {"backup_schedule": "daily"}),
+    ("backup_keep", 0, {"backup_schedule": "off"}),
     ("public_url", "https://sso.example.test", _ON_DOMAIN),
     ("public_url", "https://sso.example.test:18443", _ON_DOMAIN),
     ("project_name", "2024", {}),
@@ -245,6 +252,7 @@ VALID_TEXT_ANSWERS = {
     "smtp_password": "secret",
     "smtp_from": "authentik <authentik@example.test>",
     "public_url": "https://sso.example.test:8443",
+    "backup_schedule": "*-*-* 03:30",
 }
 #: The other answers a text rule depends on, for the examples above.
 TEXT_ANSWER_CONTEXT = {"public_url": {"domain": "sso.example.test"}}
@@ -253,7 +261,11 @@ WHITESPACE_IS_A_SEPARATOR = {"upstream_proxies"}
 
 
 def test_every_text_rule_has_a_valid_example_here():
-    text_rules = {name for name in RULES if name not in {"acme_accept_no_email", "http_port", "https_port"}}
+    text_rules = {
+        name
+        for name in RULES
+        if name not in {"acme_accept_no_email", "http_port", "https_port", "backup_keep"}
+    }
     assert text_rules - {"smtp_port"} == set(VALID_TEXT_ANSWERS)
     for question, answer in VALID_TEXT_ANSWERS.items():
         assert problem_with(question, answer, **TEXT_ANSWER_CONTEXT.get(question, {})) == "", question

@@ -605,11 +605,22 @@ def test_postgres_requires_password(sandbox: Sandbox, images: StandinImages) -> 
 
 
 @pytest.mark.docker
-def test_postgres_image_config(docker_client: docker.DockerClient, images: StandinImages) -> None:
-    config = docker_client.images.get(images.postgres).attrs["Config"]
+@pytest.mark.parametrize("role", ["postgres", "postgres_older"])
+def test_postgres_image_config(docker_client: docker.DockerClient, images: StandinImages, role: str) -> None:
+    config = docker_client.images.get(getattr(images, role)).attrs["Config"]
     assert config["Entrypoint"] == ["docker-entrypoint.sh"]
     assert config["Cmd"] == ["postgres"]
     assert "PGDATA=/var/lib/postgresql/data" in config["Env"]
+
+
+@pytest.mark.docker
+def test_postgres_standins_are_two_majors(docker_client: docker.DockerClient, images: StandinImages) -> None:
+    """bookworm's 15 and trixie's 17: what `scaffold db upgrade` is tested across."""
+    versions = [
+        run_once(docker_client, image, ["--version"], entrypoint="postgres")
+        for image in (images.postgres_older, images.postgres)
+    ]
+    assert [v.split("(PostgreSQL) ")[1].split(".")[0] for v in versions] == ["15", "17"], versions
 
 
 # --------------------------------------------------------------------------- authentik

@@ -43,6 +43,7 @@ class StandinImages:
     nginx: str
     certbot: str
     postgres: str
+    postgres_older: str  # the same contract, one Debian release (and PostgreSQL major) older
     authentik: str
     pebble: str
     client: str
@@ -59,17 +60,26 @@ def role_files(role: Role) -> dict[str, tuple[bytes, int]]:
     return {dest: (src.read_bytes(), mode) for dest, (src, mode) in sorted(role.files.items())}
 
 
-def base_key() -> str:
-    material = json.dumps(rootfs.DEBOOTSTRAP_ARGS) + rootfs.DPKG_EXCLUDES
+def base_key(suite: str) -> str:
+    material = json.dumps([*rootfs.DEBOOTSTRAP_ARGS, suite]) + rootfs.DPKG_EXCLUDES
     return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+def base_dir(cache: Path, suite: str) -> Path:
+    return cache / f"base-{suite}-{base_key(suite)}"
+
+
+def debs_dir(cache: Path, suite: str) -> Path:
+    """Downloaded .debs, one folder per suite (the same package has other versions elsewhere)."""
+    return cache / ("debs" if suite == SUITE else f"debs-{suite}")
 
 
 def role_digest(role: Role) -> str:
     """12 hex digits over suite, packages, scripts, files and the builder itself."""
     h = hashlib.sha256()
     spec = {
-        "suite": SUITE,
-        "base": base_key(),
+        "suite": role.suite,
+        "base": base_key(role.suite),
         "name": role.name,
         "packages": role.packages,
         "pre": role.pre_install,
@@ -131,7 +141,8 @@ def _build_role(client: docker.DockerClient, role: Role, ref: str, base: Path, c
             encoded = base64.b64encode(made.ca_pem.encode()).decode()
             dockerfile += f'\nLABEL {PEBBLE_CA_LABEL}="{encoded}"\n'
         dockerfile += f'\nLABEL {LABEL}.role="{role.name}" {LABEL}.digest="{digest}"\n'
-        rootfs.install(work, cache / "debs", role.packages, role.pre_install, role.post_install, files)
+        debs = debs_dir(cache, role.suite)
+        rootfs.install(work, debs, role.packages, role.pre_install, role.post_install, files)
         rootfs.clean(work)
         installed = time.monotonic()
         rootfs.import_image(client, work, ref, dockerfile)
@@ -165,18 +176,24 @@ def build_missing(client: docker.DockerClient, jobs: int = 3) -> list[dict]:
         _check_build_host()
         report: list[dict] = []
         started = time.monotonic()
-        debs = cache / "debs"
-        base = cache / f"base-{SUITE}-{base_key()}"
-        if not base.exists():
-            LOG.info("debootstrap %s minbase into %s", SUITE, base)
-            rootfs.build_base(base, debs)
-            report.append({"role": "base", "install_s": time.monotonic() - started, "import_s": 0.0})
-        fetch_started = time.monotonic()
-        packages = tuple(sorted({p for role, _ in todo for p in role.packages}))
-        rootfs.prefetch(base, debs, packages)
-        report.append({"role": "prefetch", "install_s": time.monotonic() - fetch_started, "import_s": 0.0})
+        for suite in sorted({role.suite for role, _ in todo}):
+            debs, base = debs_dir(cache, suite), base_dir(cache, suite)
+            if not base.exists():
+                LOG.info("debootstrap %s minbase into %s", suite, base)
+                rootfs.build_base(base, debs, suite)
+                elapsed = time.monotonic() - started
+                report.append({"role": f"base-{suite}", "install_s": elapsed, "import_s": 0.0})
+            fetch_started = time.monotonic()
+            packages = tuple(sorted({p for role, _ in todo if role.suite == suite for p in role.packages}))
+            rootfs.prefetch(base, debs, packages)
+            report.append(
+                {"role": f"prefetch-{suite}", "install_s": time.monotonic() - fetch_started, "import_s": 0.0}
+            )
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(_build_role, client, role, ref, base, cache) for role, ref in todo]
+            futures = [
+                pool.submit(_build_role, client, role, ref, base_dir(cache, role.suite), cache)
+                for role, ref in todo
+            ]
             for future in futures:
                 entry = future.result()
                 LOG.info("built %s in %.1f s", entry["role"], entry["install_s"] + entry["import_s"])

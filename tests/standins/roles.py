@@ -6,7 +6,7 @@ reader can check it against the official image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -23,6 +23,7 @@ class Role:
 
     name: str
     packages: tuple[str, ...]
+    suite: str = SUITE  # the Debian release the image is built from
     # destination in the image -> (source file, mode)
     files: dict[str, tuple[Path, int]] = field(default_factory=dict)
     pre_install: str = ""  # shell in the chroot before apt (fixed user ids must come first)
@@ -195,5 +196,9 @@ CMD ["sleep", "infinity"]
 """,
 )
 
+# The same contract on the PostgreSQL major of the previous Debian release (bookworm: 15, trixie: 17),
+# so that a real major upgrade (dump, new volume, restore) runs in the tests.
+POSTGRES_OLDER = replace(POSTGRES, name="postgres_older", suite="bookworm")
+
 # Slowest first: they start building first when built in parallel.
-ROLES: tuple[Role, ...] = (POSTGRES, CERTBOT, CLIENT, AUTHENTIK_ROLE, PEBBLE, NGINX)
+ROLES: tuple[Role, ...] = (POSTGRES, POSTGRES_OLDER, CERTBOT, CLIENT, AUTHENTIK_ROLE, PEBBLE, NGINX)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import docker
 
-from .roles import DEFAULT_PATH, SUITE
+from .roles import DEFAULT_PATH
 
-DEBOOTSTRAP_ARGS = ("--variant=minbase", SUITE)
+DEBOOTSTRAP_ARGS = ("--variant=minbase",)
 APT_INSTALL = (
     "apt-get install -y -q -o APT::Install-Recommends=0 -o Dpkg::Options::=--force-confdef"
     " -o Dpkg::Options::=--force-confold"
@@ -83,15 +83,15 @@ def remove_tree(path: Path) -> None:
         run(["rm", "-rf", "--one-file-system", str(path)])
 
 
-def build_base(target: Path, debs: Path) -> None:
-    """debootstrap a minbase with package lists, dpkg excludes and no service starts."""
+def build_base(target: Path, debs: Path, suite: str) -> None:
+    """debootstrap a minbase of Debian `suite` with package lists, dpkg excludes and no service starts."""
     tmp = target.with_name(target.name + ".tmp")
     remove_tree(tmp)
     debs.mkdir(parents=True, exist_ok=True)
     run(
         [
             "unshare", "--mount", "--propagation", "private", "--",
-            "debootstrap", f"--cache-dir={debs.resolve()}", *DEBOOTSTRAP_ARGS, str(tmp),
+            "debootstrap", f"--cache-dir={debs.resolve()}", *DEBOOTSTRAP_ARGS, suite, str(tmp),
         ]
     )  # fmt: skip
     for deb in (tmp / "var/cache/apt/archives").glob("*.deb"):
