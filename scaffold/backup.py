@@ -31,11 +31,9 @@ from scaffold.dockerapi import DockerAPI, connect
 from scaffold.envfile import EnvDocument
 from scaffold.envkeys import TAG
 from scaffold.errors import ProjectError, UsageError
+from scaffold.fsutil import refuse_symlink
 from scaffold.layout import ProjectLayout
 from scaffold.progress import Progress
-
-#: Where archives go by default: inside the project, gitignored, never itself archived.
-ARCHIVES = "archives"
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,11 @@ class BackupOptions:
 
 
 def default_archive_dir(layout: ProjectLayout) -> Path:
-    return layout.state_dir / ARCHIVES
+    """Inside the project, gitignored, never itself archived; neither it nor `.scaffold` may be a link
+    (the archive holds `.env`, which would then land wherever the link points)."""
+    for path in (layout.state_dir, layout.archives_dir):
+        refuse_symlink(path)
+    return layout.archives_dir
 
 
 def database_container(api: DockerAPI, project: str) -> str:

@@ -265,8 +265,6 @@ def apply_smtp_password(project_dir: Path, password: str) -> bool:
     The password reaches `.env` in memory: copier never sees it, so no file ever holds it but `.env`.
     Prints what happened (never the value).
     """
-    from scaffold.hook import print_report
-
     answers = load_answers(project_dir)
     if not (answers.smtp_enabled and answers.smtp_username):
         output.status(
@@ -275,7 +273,7 @@ def apply_smtp_password(project_dir: Path, password: str) -> bool:
         )
         return False
     report = run_detect(project_dir, smtp_password=password)
-    print_report(report, stream=sys.stdout)
+    output.print_detect_report(report, stream=sys.stdout)
     return report.ok
 
 

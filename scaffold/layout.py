@@ -57,14 +57,21 @@ class ProjectLayout:
         """
         return self.state_dir / "smtp-password"
 
+    @property
+    def archives_dir(self) -> Path:
+        """Where `scaffold backup` puts its archives by default (they hold `.env`: private)."""
+        return self.state_dir / "archives"
+
     def scaffold_paths(self) -> tuple[Path, ...]:
         """Every path scaffold writes in the project: none of them may be a symbolic link."""
         return (
             self.env_file,
             self.state_dir,
             self.lock_file,
+            self.update_lock_file,
             self.state_file,
             self.backups_dir,
+            self.archives_dir,
             self.smtp_handoff,
         )
 

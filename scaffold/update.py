@@ -38,7 +38,7 @@ from scaffold.errors import (
     ScaffoldError,
     UsageError,
 )
-from scaffold.fsutil import exclusive_lock
+from scaffold.fsutil import exclusive_lock, refuse_symlink
 from scaffold.gitutil import conflicted_files, dirty_paths, git, index_lock, is_repo_root, tracked_files
 from scaffold.layout import ProjectLayout
 from scaffold.newproject import check_data_keys, missing_stack_keys
@@ -145,6 +145,8 @@ def _require_project(project: Path) -> Answers:
     """The project's answers; refuses a path that is not a generated project (before any lock is made)."""
     if not project.is_dir():
         raise ProjectError(f"{project} is not a folder", hint="give the folder of a generated stack")
+    for path in ProjectLayout(project).scaffold_paths():  # before the lock: a refusal writes nothing
+        refuse_symlink(path)
     return load_answers(project)
 
 

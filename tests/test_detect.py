@@ -346,8 +346,10 @@ WRITTEN_PATHS = {
     ".env": "file",
     ".scaffold": "folder",
     ".scaffold/lock": "file",
+    ".scaffold/update.lock": "file",
     ".scaffold/state.json": "file",
     ".scaffold/backups": "folder",
+    ".scaffold/archives": "folder",
     ".scaffold/smtp-password": "file",
 }
 
