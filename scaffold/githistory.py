@@ -9,11 +9,12 @@ the commit. The search is bounded in bytes and time, and says when it stopped ea
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from scaffold.gitutil import git_env
 
 #: File versions larger than this are not searched (images, dumps); the same limit as for tracked files.
 MAX_BLOB_BYTES = 5 * 1024 * 1024
@@ -123,7 +124,7 @@ def _run(root: Path, args: list[str], *, stdin: bytes | None = None, deadline: f
             capture_output=True,
             timeout=remaining,
             check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+            env=git_env(),
         )
     except subprocess.TimeoutExpired:
         return None

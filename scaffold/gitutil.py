@@ -19,20 +19,25 @@ FALLBACK_IDENTITY = ("-c", "user.name=scaffold", "-c", "user.email=scaffold@loca
 GIT_TIMEOUT = 60.0
 
 
+def git_env() -> dict[str, str]:
+    """The environment of every git call: no prompt (credentials or passphrase), C locale."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    return env
+
+
 def git(
     cwd: Path | None, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT
 ) -> subprocess.CompletedProcess[str]:
     """Run `git ARGS` in `cwd`; with `check`, a non-zero exit is a GitError quoting git's message."""
     command = " ".join(("git", *args))
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # no passphrase prompt either
     try:
         result = subprocess.run(
             ["git", *args],
             cwd=cwd,
             capture_output=True,
             text=True,
-            env=env,
+            env=git_env(),
             timeout=timeout,
             check=False,
         )
