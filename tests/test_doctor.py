@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from scaffold import doctor, doctor_core, doctor_tls, envkeys
+from scaffold import doctor, envkeys
 from scaffold.answers import Answers
 from scaffold.cli import main as cli_main
-from scaffold.doctor_core import Context
-from scaffold.doctor_files import missing_proxy_headers, nginx_config_text
-from scaffold.doctor_network import (
+from scaffold.doctor import core as doctor_core
+from scaffold.doctor import tls as doctor_tls
+from scaffold.doctor.core import Context
+from scaffold.doctor.network import (
     _fib_trie_locals,
     _if_inet6_locals,
     classify_dns,
@@ -35,10 +36,11 @@ from scaffold.doctor_network import (
     probe_port,
     resolve,
 )
-from scaffold.doctor_stack import describe_service, judge_websocket
-from scaffold.doctor_tls import PLACEHOLDER_SUBJECT, cert_info, evaluate_certificate, name_matches
-from scaffold.doctor_trust import excess_ranges, json_entries, looks_like_json, uncovered
-from scaffold.doctor_versions import check_template_current, compare_template
+from scaffold.doctor.proxy.headers import missing_proxy_headers, nginx_config_text
+from scaffold.doctor.stack.services import describe_service, judge_websocket
+from scaffold.doctor.tls import PLACEHOLDER_SUBJECT, cert_info, evaluate_certificate, name_matches
+from scaffold.doctor.trust import excess_ranges, json_entries, looks_like_json, uncovered
+from scaffold.doctor.versions import check_template_current, compare_template
 from scaffold.errors import DockerUnavailable
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "doctor.md"

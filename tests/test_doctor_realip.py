@@ -13,8 +13,17 @@ from typing import Any
 import pytest
 from test_doctor import DOMAIN, offline_context
 
-from scaffold import doctor_clientaddr
-from scaffold.doctor_clientaddr import (
+from scaffold.doctor.core import Context
+from scaffold.doctor.proxy.realip import (
+    CLOUDFLARE_CONF,
+    REAL_IP_CONF,
+    check_real_ip,
+    directives,
+    parse_upstream_proxies,
+    trusted_upstream,
+)
+from scaffold.doctor.stack import clientaddr as doctor_clientaddr
+from scaffold.doctor.stack.clientaddr import (
     FORGED,
     MARK,
     check_client_address,
@@ -22,15 +31,6 @@ from scaffold.doctor_clientaddr import (
     judge_client_address,
     logged_address,
     parse_address,
-)
-from scaffold.doctor_core import Context
-from scaffold.doctor_realip import (
-    CLOUDFLARE_CONF,
-    REAL_IP_CONF,
-    check_real_ip,
-    directives,
-    parse_upstream_proxies,
-    trusted_upstream,
 )
 
 REPO = Path(__file__).resolve().parents[1]

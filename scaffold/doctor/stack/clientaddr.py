@@ -16,9 +16,9 @@ import secrets
 import time
 from typing import Any
 
-from scaffold.doctor_core import Check, Context, Outcome, fail, ok, skip, warn
-from scaffold.doctor_realip import trusted_upstream
-from scaffold.doctor_stack import https_get, through_nginx_skip
+from scaffold.doctor.core import Check, Context, Outcome, fail, ok, skip, warn
+from scaffold.doctor.proxy.realip import trusted_upstream
+from scaffold.doctor.stack.services import https_get, through_nginx_skip
 from scaffold.subnets import Network
 
 #: From TEST-NET-3 (RFC 5737): nobody's address, so seeing it in the log can only mean the forgery worked.

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from scaffold.doctor_core import Check, Context, Outcome, not_running_skip, ok, skip, warn
-from scaffold.doctor_network import published_ports
-from scaffold.doctor_realip import UpstreamAnswer, parse_upstream_proxies
-from scaffold.doctor_trust import container_env
+from scaffold.doctor.core import Check, Context, Outcome, not_running_skip, ok, skip, warn
+from scaffold.doctor.network import published_ports
+from scaffold.doctor.proxy.realip import UpstreamAnswer, parse_upstream_proxies
+from scaffold.doctor.trust import container_env
 
 BASE_URL_KEY = "AUTHENTIK_WEB__BASE_URL"
 

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from scaffold.doctor_core import (
+from scaffold.doctor.core import (
     NET_TIMEOUT,
     Check,
     Context,

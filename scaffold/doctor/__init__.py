@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from scaffold import output
-from scaffold.doctor_core import FAIL, OK, SKIP, STATUSES, WARN, Check, Context, Outcome, Result, skip, warn
+from scaffold.doctor.core import FAIL, OK, SKIP, STATUSES, WARN, Check, Context, Outcome, Result, skip, warn
 from scaffold.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ProjectError, ScaffoldError
 
 SCHEMA_ID = "scaffold-doctor/1"
@@ -79,30 +79,16 @@ JSON_SCHEMA: dict[str, Any] = {
 
 def all_checks() -> tuple[Check, ...]:
     """Every check, in report order. Imported here so that `scaffold --help` loads none of them."""
-    from scaffold import (
-        doctor_clientaddr,
-        doctor_files,
-        doctor_flow,
-        doctor_network,
-        doctor_publicurl,
-        doctor_realip,
-        doctor_stack,
-        doctor_tls,
-        doctor_trust,
-        doctor_versions,
-    )
+    from scaffold.doctor import files, network, proxy, stack, tls, trust, versions
 
     return (
-        *doctor_files.CHECKS,
-        *doctor_realip.CHECKS,
-        *doctor_trust.CHECKS,
-        *doctor_versions.CHECKS,
-        *doctor_network.CHECKS,
-        *doctor_tls.CHECKS,
-        *doctor_stack.CHECKS,
-        *doctor_flow.CHECKS,
-        *doctor_publicurl.CHECKS,
-        *doctor_clientaddr.CHECKS,
+        *files.CHECKS,
+        *proxy.CHECKS,
+        *trust.CHECKS,
+        *versions.CHECKS,
+        *network.CHECKS,
+        *tls.CHECKS,
+        *stack.CHECKS,
     )
 
 

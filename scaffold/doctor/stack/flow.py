@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from scaffold.doctor_core import (
+from scaffold.doctor.core import (
     Check,
     Context,
     Outcome,
@@ -20,8 +20,8 @@ from scaffold.doctor_core import (
     normalize_web_path,
     ok,
 )
-from scaffold.doctor_stack import WEB_PATH_KEY, https_get, through_nginx_skip, unless_starting
-from scaffold.doctor_trust import container_env
+from scaffold.doctor.stack.services import WEB_PATH_KEY, https_get, through_nginx_skip, unless_starting
+from scaffold.doctor.trust import container_env
 
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

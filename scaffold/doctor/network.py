@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from scaffold.doctor_core import NET_TIMEOUT, Check, Context, Outcome, fail, ok, skip, warn
+from scaffold.doctor.core import NET_TIMEOUT, Check, Context, Outcome, fail, ok, skip, warn
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 PROC = Path("/proc")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scaffold import envkeys
-from scaffold.doctor_core import (
+from scaffold.doctor.core import (
     NET_TIMEOUT,
     SERVICES,
     Check,
@@ -34,7 +34,7 @@ from scaffold.doctor_core import (
     skip,
     warn,
 )
-from scaffold.doctor_trust import container_env
+from scaffold.doctor.trust import container_env
 
 #: authentik's WebSocket endpoint, under web_path.
 WEBSOCKET_SUBPATH = "ws/client/"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaffold import envkeys
-from scaffold.doctor_core import Check, Context, Outcome, fail, not_running_skip, ok, skip, warn
+from scaffold.doctor.core import Check, Context, Outcome, fail, not_running_skip, ok, skip, warn
 from scaffold.subnets import (
     IPAddress,
     Network,

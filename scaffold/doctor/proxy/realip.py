@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scaffold.answer_rules import BROADEST_UPSTREAM_PREFIX, CLOUDFLARE, split_upstream_proxies
-from scaffold.doctor_core import Check, Context, Outcome, fail, ok, skip, warn
+from scaffold.doctor.core import Context, Outcome, fail, ok, skip, warn
 from scaffold.subnets import Network
 
 ANSWER = "upstream_proxies"
@@ -448,6 +448,3 @@ def check_real_ip(ctx: Context) -> Outcome:
         )
     answer = parse_upstream_proxies(ctx.answer(ANSWER, ""))
     return judge_real_ip(answer, read_settings(ctx.root))
-
-
-CHECKS = (Check("proxy.real-ip", check_real_ip),)
