@@ -18,9 +18,6 @@ from scaffold.doctor.proxy.realip import (
     CLOUDFLARE_CONF,
     REAL_IP_CONF,
     check_real_ip,
-    directives,
-    parse_upstream_proxies,
-    trusted_upstream,
 )
 from scaffold.doctor.stack import clientaddr as doctor_clientaddr
 from scaffold.doctor.stack.clientaddr import (
@@ -32,6 +29,7 @@ from scaffold.doctor.stack.clientaddr import (
     logged_address,
     parse_address,
 )
+from scaffold.doctor.upstream import directives, parse_upstream_proxies
 
 REPO = Path(__file__).resolve().parents[1]
 net = ipaddress.ip_network
@@ -310,9 +308,9 @@ def test_warnings_for_what_cannot_be_checked_or_is_not_loaded(tmp_path: Path) ->
 
 def test_trusted_upstream_includes_cloudflares_ranges_from_the_project(tmp_path: Path) -> None:
     root = write_project(tmp_path)
-    ranges = trusted_upstream(offline_context(root, upstream_proxies="cloudflare, 192.0.2.10"))
+    ranges = offline_context(root, upstream_proxies="cloudflare, 192.0.2.10").trusted_upstream
     assert ranges == [net("192.0.2.10/32"), net("173.245.48.0/20"), net("2400:cb00::/32")]
-    assert trusted_upstream(offline_context(root, upstream_proxies="192.0.2.10")) == [net("192.0.2.10/32")]
+    assert offline_context(root, upstream_proxies="192.0.2.10").trusted_upstream == [net("192.0.2.10/32")]
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ from scaffold.layout import ProjectLayout
 
 if TYPE_CHECKING:
     from scaffold.dockerapi import DockerAPI, DockerNetwork
+    from scaffold.doctor.upstream import UpstreamAnswer
     from scaffold.envfile import EnvDocument
+    from scaffold.subnets import Network
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 STATUSES = (OK, WARN, FAIL, SKIP)
@@ -31,6 +33,10 @@ MIN_SEARCHABLE_SECRET = 8
 REDACTED = "<redacted>"
 #: Seconds for any single network operation (connect, TLS handshake, HTTP answer, DNS).
 NET_TIMEOUT = 3.0
+#: Where compose.yaml tells authentik its web path (it wins over .env).
+WEB_PATH_KEY = "AUTHENTIK_WEB__PATH"
+#: The fix step that loads a changed nginx configuration (and shows the error when it cannot).
+RELOAD = "`docker compose exec nginx nginx -t && docker compose exec nginx nginx -s reload`"
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,20 @@ class Context:
         """The `web_path` answer: where authentik lives on the domain ("/" for projects without it)."""
         return normalize_web_path(self.answer("web_path", "/"))
 
+    @cached_property
+    def upstream_answer(self) -> UpstreamAnswer:
+        """The `upstream_proxies` answer as found on disk, parsed once for every check that needs it."""
+        from scaffold.doctor.upstream import ANSWER, parse_upstream_proxies
+
+        return parse_upstream_proxies(self.answer(ANSWER, ""))
+
+    @cached_property
+    def trusted_upstream(self) -> list[Network]:
+        """The ranges upstream_proxies means, Cloudflare's (from the project's file) included."""
+        from scaffold.doctor.upstream import trusted_upstream
+
+        return trusted_upstream(self.root, self.upstream_answer)
+
     def status_of(self, check_id: str) -> str | None:
         result = self.results.get(check_id)
         return None if result is None else result.status
@@ -294,3 +314,24 @@ def not_running_skip(ctx: Context) -> Outcome | None:
             "start the stack with `docker compose up -d` to run this check",
         )
     return None
+
+
+def through_nginx_skip(ctx: Context, *, needs_server: bool = True) -> Outcome | None:
+    """Why a request through nginx on 127.0.0.1 cannot be tried from here, or None when it can."""
+    if (blocked := not_running_skip(ctx)) is not None:
+        return blocked
+    if ctx.docker is not None and not ctx.docker.is_local:
+        return skip(f"not checked: the Docker daemon ({ctx.docker.endpoint}) is on another host")
+    if ctx.running("nginx") is None:
+        return skip("not checked: nginx is not running (see stack.service.nginx)")
+    if needs_server and ctx.running("server") is None:
+        return skip("not checked: authentik's server is not running (see stack.service.server)")
+    return None
+
+
+def unless_starting(outcome: Outcome, server: dict[str, Any]) -> Outcome:
+    """A failure while authentik's server is still starting is a warning: it may pass in a minute."""
+    starting = ((server.get("State") or {}).get("Health") or {}).get("Status") == "starting"
+    if outcome.status == "fail" and starting:
+        return warn(f"{outcome.message} (authentik is still starting)", outcome.fix)
+    return outcome

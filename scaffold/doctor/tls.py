@@ -12,14 +12,12 @@ import datetime as dt
 import hashlib
 import os
 import re
-import socket
 import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from scaffold.doctor.core import (
-    NET_TIMEOUT,
     Check,
     Context,
     Outcome,
@@ -29,6 +27,7 @@ from scaffold.doctor.core import (
     skip,
     warn,
 )
+from scaffold.doctor.probes import fetch_served_certificate
 
 #: The subject CN of the self-signed certificate certbot's helper serves until the first issuance
 #: (template/certbot/scaffold_certbot.py, PLACEHOLDER_SUBJECT).
@@ -233,21 +232,6 @@ def evaluate_certificate(
     else:
         results["expiry"] = ok(f"{source} is valid until {until} ({left.days} days left)")
     return results
-
-
-def fetch_served_certificate(port: int, server_name: str, timeout: float = NET_TIMEOUT) -> bytes:
-    """The DER certificate served on 127.0.0.1:`port` for SNI `server_name` (not verified on purpose)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
-        context.wrap_socket(raw, server_hostname=server_name) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    if not der:
-        raise ssl.SSLError("the server sent no certificate")
-    return der
 
 
 def read_pem_certificate(path: Path) -> bytes:

@@ -13,10 +13,10 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from scaffold import envkeys
 from scaffold.doctor.core import Check, Context, Outcome, fail, not_running_skip, ok, skip, warn
+from scaffold.doctor.probes import container_env
 from scaffold.subnets import (
     IPAddress,
     Network,
@@ -283,14 +283,6 @@ def check_subnet_matches_env(ctx: Context) -> Outcome:
             "; ".join(dict.fromkeys(fixes)),
         )
     return ok(f"Docker's network '{network.name}' has {', '.join(map(str, network.subnets))}, as .env says")
-
-
-def container_env(data: dict[str, Any]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in (data.get("Config") or {}).get("Env") or []:
-        key, _, value = item.partition("=")
-        env[key] = value
-    return env
 
 
 def check_nginx_address(ctx: Context) -> Outcome:

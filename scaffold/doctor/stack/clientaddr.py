@@ -16,9 +16,8 @@ import secrets
 import time
 from typing import Any
 
-from scaffold.doctor.core import Check, Context, Outcome, fail, ok, skip, warn
-from scaffold.doctor.proxy.realip import trusted_upstream
-from scaffold.doctor.stack.services import https_get, through_nginx_skip
+from scaffold.doctor.core import Check, Context, Outcome, fail, ok, skip, through_nginx_skip, warn
+from scaffold.doctor.probes import https_get
 from scaffold.subnets import Network
 
 #: From TEST-NET-3 (RFC 5737): nobody's address, so seeing it in the log can only mean the forgery worked.
@@ -144,7 +143,7 @@ def check_client_address(ctx: Context) -> Outcome:
         if (plain is not None and forged is not None) or time.monotonic() > deadline:
             break
         time.sleep(LOG_POLL)
-    return judge_client_address(plain, forged, trusted_upstream(ctx))
+    return judge_client_address(plain, forged, ctx.trusted_upstream)
 
 
 CHECKS = (Check("stack.client-address", check_client_address),)

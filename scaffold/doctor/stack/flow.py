@@ -13,20 +13,22 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from scaffold.doctor.core import (
+    RELOAD,
+    WEB_PATH_KEY,
     Check,
     Context,
     Outcome,
     fail,
     normalize_web_path,
     ok,
+    through_nginx_skip,
+    unless_starting,
 )
-from scaffold.doctor.stack.services import WEB_PATH_KEY, https_get, through_nginx_skip, unless_starting
-from scaffold.doctor.trust import container_env
+from scaffold.doctor.probes import container_env, https_get
 
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 FLOW_SUBPATH = "if/flow/"
-RELOAD = "`docker compose exec nginx nginx -t && docker compose exec nginx nginx -s reload`"
 UNREACHABLE_FIX = (
     "`docker compose ps server` and `docker compose logs --tail 50 server nginx`; nginx resolves `server` "
     "at start, so after recreating authentik: `docker compose restart nginx`"

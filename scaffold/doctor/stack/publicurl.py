@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from scaffold.doctor.core import Check, Context, Outcome, not_running_skip, ok, skip, warn
 from scaffold.doctor.network import published_ports
-from scaffold.doctor.proxy.realip import UpstreamAnswer, parse_upstream_proxies
-from scaffold.doctor.trust import container_env
+from scaffold.doctor.probes import container_env
+from scaffold.doctor.upstream import UpstreamAnswer
 
 BASE_URL_KEY = "AUTHENTIK_WEB__BASE_URL"
 
@@ -71,8 +71,7 @@ def check_public_url(ctx: Context) -> Outcome:
         return skip("not checked: nginx publishes no port for HTTPS (see network.port-https)")
     server = ctx.running("server")
     base_url = None if server is None else container_env(server).get(BASE_URL_KEY, "")
-    upstream = parse_upstream_proxies(ctx.answer("upstream_proxies", ""))
-    return judge_public_url(ctx.public_url, published, upstream, server_base_url=base_url)
+    return judge_public_url(ctx.public_url, published, ctx.upstream_answer, server_base_url=base_url)
 
 
 CHECKS = (Check("stack.public-url", check_public_url),)

@@ -7,22 +7,15 @@ files or overrides started the stack. Each is skipped, with the reason, when the
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import os
 import re
-import socket
-import ssl
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from scaffold import envkeys
 from scaffold.doctor.core import (
-    NET_TIMEOUT,
     SERVICES,
+    WEB_PATH_KEY,
     Check,
     Context,
     Outcome,
@@ -32,14 +25,12 @@ from scaffold.doctor.core import (
     ok,
     parse_docker_time,
     skip,
+    through_nginx_skip,
+    unless_starting,
     warn,
 )
-from scaffold.doctor.trust import container_env
+from scaffold.doctor.probes import WEBSOCKET_SUBPATH, container_env, run_in_container, websocket_handshake
 
-#: authentik's WebSocket endpoint, under web_path.
-WEBSOCKET_SUBPATH = "ws/client/"
-WEBSOCKET_PATH = "/" + WEBSOCKET_SUBPATH
-WEB_PATH_KEY = "AUTHENTIK_WEB__PATH"
 #: Keys the template's compose.yaml sets in `environment:`, which wins over `env_file: .env`: a
 #: different value in .env is never applied, so comparing it would warn forever.
 COMPOSE_ENVIRONMENT_KEYS = frozenset(
@@ -52,7 +43,6 @@ COMPOSE_ENVIRONMENT_KEYS = frozenset(
         WEB_PATH_KEY,
     }
 )
-_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def check_docker(ctx: Context) -> Outcome:
@@ -201,22 +191,13 @@ def check_env_applied(ctx: Context) -> Outcome:
     return ok(f"authentik ({' and '.join(checked)}) runs with the current .env")
 
 
-def _exec(ctx: Context, container: dict[str, Any], command: list[str]) -> tuple[int | None, str]:
-    assert ctx.docker is not None
-    api = ctx.docker.client.api
-    exec_id = api.exec_create(container["Id"], command, stdout=True, stderr=True)["Id"]
-    raw = api.exec_start(exec_id)
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return api.exec_inspect(exec_id).get("ExitCode"), text
-
-
 def check_nginx_config(ctx: Context) -> Outcome:
     if (blocked := not_running_skip(ctx)) is not None:
         return blocked
     nginx = ctx.running("nginx")
     if nginx is None:
         return skip("not checked: nginx is not running (see stack.service.nginx)")
-    code, text = _exec(ctx, nginx, ["nginx", "-t"])
+    code, text = run_in_container(ctx, nginx, ["nginx", "-t"])
     if code == 0:
         return ok("`nginx -t` in the nginx container: the configuration is valid")
     problem = next((line for line in text.splitlines() if "[emerg]" in line), None) or _one_line(text)
@@ -226,78 +207,6 @@ def check_nginx_config(ctx: Context) -> Outcome:
         "`docker compose exec nginx nginx -t`, then `docker compose exec nginx nginx -s reload` (nginx keeps "
         "serving the last good configuration meanwhile, and certificate renewals are not loaded)",
     )
-
-
-@contextlib.contextmanager
-def tls_to_nginx(port: int, domain: str, timeout: float = NET_TIMEOUT) -> Iterator[ssl.SSLSocket]:
-    """TLS to 127.0.0.1:`port` with SNI `domain`, HTTP/1.1, unverified (doctor looks, trusts nothing)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
-        context.wrap_socket(raw, server_hostname=domain) as tls,
-    ):
-        yield tls
-
-
-def exchange_head(
-    port: int, domain: str, request: str, timeout: float = NET_TIMEOUT
-) -> tuple[int, dict[str, str]]:
-    """Send one HTTP/1.1 request through nginx; (status, lower-cased headers) of the answer's head."""
-    with tls_to_nginx(port, domain, timeout) as tls:
-        tls.sendall(request.encode("ascii"))
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 65536:
-            chunk = tls.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise ConnectionError(f"not an HTTP answer: {lines[0][:80]!r}")
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers
-
-
-def https_get(
-    port: int,
-    domain: str,
-    host_header: str,
-    path: str,
-    extra_headers: dict[str, str] | None = None,
-    timeout: float = NET_TIMEOUT,
-) -> tuple[int, dict[str, str]]:
-    """(status, headers) of `GET path` through nginx on 127.0.0.1, as a browser on the domain sends it."""
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {host_header}",
-        "User-Agent: scaffold-doctor",
-        "Accept: text/html",
-    ]
-    lines += [f"{name}: {value}" for name, value in (extra_headers or {}).items()]
-    return exchange_head(port, domain, "\r\n".join([*lines, "Connection: close", "", ""]), timeout)
-
-
-def websocket_handshake(
-    port: int, domain: str, host_header: str, timeout: float = NET_TIMEOUT, path: str = WEBSOCKET_PATH
-) -> tuple[int, dict[str, str], bool]:
-    """(status, headers, accept header correct) of a WebSocket upgrade to `path` over TLS."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Origin: https://{host_header}\r\nUser-Agent: scaffold-doctor\r\n\r\n"
-    )
-    status, headers = exchange_head(port, domain, request, timeout)
-    expected = base64.b64encode(hashlib.sha1(key.encode() + _WS_GUID).digest()).decode()
-    return status, headers, headers.get("sec-websocket-accept") == expected
 
 
 def judge_websocket(status: int, headers: dict[str, str], accept_ok: bool, url: str) -> Outcome:
@@ -334,27 +243,6 @@ def judge_websocket(status: int, headers: dict[str, str], accept_ok: bool, url: 
         '"Connection error, reconnecting" and outposts cannot connect',
         header_fix,
     )
-
-
-def through_nginx_skip(ctx: Context, *, needs_server: bool = True) -> Outcome | None:
-    """Why a request through nginx on 127.0.0.1 cannot be tried from here, or None when it can."""
-    if (blocked := not_running_skip(ctx)) is not None:
-        return blocked
-    if ctx.docker is not None and not ctx.docker.is_local:
-        return skip(f"not checked: the Docker daemon ({ctx.docker.endpoint}) is on another host")
-    if ctx.running("nginx") is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
-    if needs_server and ctx.running("server") is None:
-        return skip("not checked: authentik's server is not running (see stack.service.server)")
-    return None
-
-
-def unless_starting(outcome: Outcome, server: dict[str, Any]) -> Outcome:
-    """A failure while authentik's server is still starting is a warning: it may pass in a minute."""
-    starting = ((server.get("State") or {}).get("Health") or {}).get("Status") == "starting"
-    if outcome.status == "fail" and starting:
-        return warn(f"{outcome.message} (authentik is still starting)", outcome.fix)
-    return outcome
 
 
 def check_websocket(ctx: Context) -> Outcome:
