@@ -816,7 +816,7 @@ def point_current_at_pair(project: Path, chain: str | bytes, key: str | bytes) -
 
 def loadable(project: Path) -> doctor_core.Outcome:
     ctx = offline_context(project)
-    ctx.cache["tls"] = doctor_tls.Observed(serve_error="nothing answers in this test")
+    doctor_tls.observe.seed(ctx, doctor_tls.Observed(serve_error="nothing answers in this test"))
     return doctor_tls.check_loadable(ctx)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from scaffold import envkeys
 from scaffold.answers import Answers
@@ -24,13 +25,24 @@ if TYPE_CHECKING:
     from scaffold.envfile import EnvDocument
     from scaffold.subnets import Network
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
-STATUSES = (OK, WARN, FAIL, SKIP)
+
+class Status(StrEnum):
+    """A check's verdict; its value is the word doctor prints and writes to `--json`."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+OK, WARN, FAIL, SKIP = Status.OK, Status.WARN, Status.FAIL, Status.SKIP
+STATUSES = tuple(Status)
 #: The services of the template's compose.yaml, in start order. Their check ids are public.
 SERVICES = ("postgresql", "server", "worker", "nginx", "certbot")
 #: Secret values shorter than this are not searched for in files (too many false matches).
 MIN_SEARCHABLE_SECRET = 8
 REDACTED = "<redacted>"
+T = TypeVar("T")
 #: Seconds for any single network operation (connect, TLS handshake, HTTP answer, DNS).
 NET_TIMEOUT = 3.0
 #: Where compose.yaml tells authentik its web path (it wins over .env).
@@ -43,7 +55,7 @@ RELOAD = "`docker compose exec nginx nginx -t && docker compose exec nginx nginx
 class Outcome:
     """What one check found: a status, what was found, and how to fix it (None when nothing to fix)."""
 
-    status: str
+    status: Status
     message: str
     fix: str | None = None
 
@@ -69,7 +81,7 @@ class Result:
     """One line of doctor's report; `id` is a public interface (docs/doctor.md)."""
 
     id: str
-    status: str
+    status: Status
     message: str
     fix: str | None = None
 
@@ -121,6 +133,27 @@ def normalize_web_path(value: Any) -> str:
     return f"/{inner}/" if inner else "/"
 
 
+class Fact(Generic[T]):
+    """A fact several checks need, computed once per doctor run and typed by its function.
+
+    `@Fact` on `def observe(ctx) -> Observed` makes `observe(ctx)` compute on first use and return the
+    same `Observed` after; `observe.seed(ctx, value)` supplies it up front (tests, known answers).
+    """
+
+    def __init__(self, compute: Callable[[Context], T]) -> None:
+        self.compute = compute
+        self.__doc__ = compute.__doc__
+
+    def __call__(self, ctx: Context) -> T:
+        if self not in ctx.facts:
+            ctx.facts[self] = self.compute(ctx)
+        value: T = ctx.facts[self]
+        return value
+
+    def seed(self, ctx: Context, value: T) -> None:
+        ctx.facts[self] = value
+
+
 @dataclass
 class Context:
     """The project being checked and lazily gathered facts about it."""
@@ -129,8 +162,8 @@ class Context:
     answers: Answers
     offline: bool = False
     results: dict[str, Result] = field(default_factory=dict)
-    #: Facts one check gathers for the checks after it (e.g. the served certificate).
-    cache: dict[str, Any] = field(default_factory=dict)
+    #: Facts one check gathers for the checks after it (e.g. the served certificate), by `Fact`.
+    facts: dict[Fact[Any], Any] = field(default_factory=dict)
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property
@@ -185,7 +218,7 @@ class Context:
 
         return trusted_upstream(self.root, self.upstream_answer)
 
-    def status_of(self, check_id: str) -> str | None:
+    def status_of(self, check_id: str) -> Status | None:
         result = self.results.get(check_id)
         return None if result is None else result.status
 
@@ -332,6 +365,6 @@ def through_nginx_skip(ctx: Context, *, needs_server: bool = True) -> Outcome | 
 def unless_starting(outcome: Outcome, server: dict[str, Any]) -> Outcome:
     """A failure while authentik's server is still starting is a warning: it may pass in a minute."""
     starting = ((server.get("State") or {}).get("Health") or {}).get("Status") == "starting"
-    if outcome.status == "fail" and starting:
+    if outcome.status == FAIL and starting:
         return warn(f"{outcome.message} (authentik is still starting)", outcome.fix)
     return outcome

@@ -18,6 +18,7 @@ from scaffold.doctor.core import (
     Check,
     Context,
     Outcome,
+    Status,
     fail,
     ok,
     skip,
@@ -309,7 +310,7 @@ def check_answers_no_secrets(ctx: Context) -> Outcome:
 def check_compose_config(ctx: Context) -> Outcome:
     if (blocked := _no_env(ctx)) is not None:
         return blocked
-    if ctx.status_of("files.env-keys") == "fail":
+    if ctx.status_of("files.env-keys") == Status.FAIL:
         return skip("not checked until .env has every required key (see files.env-keys)")
     if not (ctx.root / "compose.yaml").is_file():
         return fail(

@@ -20,7 +20,9 @@ from pathlib import Path
 from scaffold.doctor.core import (
     Check,
     Context,
+    Fact,
     Outcome,
+    Status,
     fail,
     ok,
     parse_docker_time,
@@ -277,9 +279,9 @@ class Observed:
     disk_error: str | None = None
 
 
+@Fact
 def observe(ctx: Context) -> Observed:
-    if "tls" in ctx.cache:
-        return ctx.cache["tls"]
+    """The certificate nginx serves and the one in `current`, or why each cannot be seen."""
     seen = Observed()
     if ctx.docker is None or ctx.docker.is_local:
         try:
@@ -299,14 +301,12 @@ def observe(ctx: Context) -> Observed:
         seen.disk_error = f"{CURRENT_CERT} cannot be read (permission denied; run doctor as root)"
     except (OSError, ValueError) as exc:
         seen.disk_error = f"{CURRENT_CERT} cannot be read ({exc})"
-    ctx.cache["tls"] = seen
     return seen
 
 
+@Fact
 def _evaluated(ctx: Context) -> dict[str, Outcome] | Outcome:
     """The three judgements, or the one skip/fail that replaces them."""
-    if "tls-evaluated" in ctx.cache:
-        return ctx.cache["tls-evaluated"]
     seen = observe(ctx)
     result: dict[str, Outcome] | Outcome
     if seen.tls_refused:
@@ -341,14 +341,13 @@ def _evaluated(ctx: Context) -> dict[str, Outcome] | Outcome:
             source=source,
             stack_running=ctx.docker is not None and ctx.stack_running,
         )
-    ctx.cache["tls-evaluated"] = result
     return result
 
 
 def _pick(ctx: Context, key: str) -> Outcome:
     result = _evaluated(ctx)
     if isinstance(result, Outcome):
-        if result.status == "fail" and key != "names":
+        if result.status == Status.FAIL and key != "names":
             return skip("not checked: nginx serves no certificate for the domain (see tls.certificate-names)")
         return result
     return result[key]
@@ -385,24 +384,20 @@ def check_loaded(ctx: Context) -> Outcome:
     return ok(f"nginx serves the certificate in {CURRENT_CERT}")
 
 
+@Fact
 def _loadable(ctx: Context) -> str | Outcome | None:
     """The load problem of `current`'s pair, None when nginx can load it, or the skip that applies."""
-    if "tls-loadable" not in ctx.cache:
-        directory = ctx.root / CURRENT
-        result: str | Outcome | None
-        try:
-            result = load_problem(directory)
-        except FileNotFoundError:
-            result = skip(f"not checked: {CURRENT} does not point at a certificate yet (certbot creates it)")
-        except PermissionError:
-            result = skip(
-                f"not checked: the files in {CURRENT} cannot be read (permission denied)",
-                "run doctor as root",
-            )
-        except OSError as exc:
-            result = skip(f"not checked: the files in {CURRENT} cannot be read ({exc.strerror or exc})")
-        ctx.cache["tls-loadable"] = result
-    return ctx.cache["tls-loadable"]
+    try:
+        return load_problem(ctx.root / CURRENT)
+    except FileNotFoundError:
+        return skip(f"not checked: {CURRENT} does not point at a certificate yet (certbot creates it)")
+    except PermissionError:
+        return skip(
+            f"not checked: the files in {CURRENT} cannot be read (permission denied)",
+            "run doctor as root",
+        )
+    except OSError as exc:
+        return skip(f"not checked: the files in {CURRENT} cannot be read ({exc.strerror or exc})")
 
 
 def check_loadable(ctx: Context) -> Outcome:
