@@ -25,6 +25,7 @@ import pytest
 from scaffold import doctor, envkeys
 from scaffold.answers import Answers
 from scaffold.cli import main as cli_main
+from scaffold.dockerapi import DockerContainer
 from scaffold.doctor import core as doctor_core
 from scaffold.doctor import tls as doctor_tls
 from scaffold.doctor.core import Context
@@ -317,8 +318,11 @@ def test_a_port_in_use_is_found_with_its_program() -> None:
 # --------------------------------------------------------------------------- services and WebSocket
 
 
-def container(state: dict[str, Any]) -> dict[str, Any]:
-    return {"Id": "abc", "Name": "/p-worker-1", "State": {"Running": False, **state}}
+def container(state: dict[str, Any]) -> DockerContainer:
+    """A container as `docker inspect` describes it, with `state` in its State."""
+    return DockerContainer.from_api(
+        {"Id": "abc", "Name": "/p-worker-1", "State": {"Running": False, **state}}
+    )
 
 
 def test_service_states() -> None:

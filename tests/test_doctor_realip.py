@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from test_doctor import DOMAIN, offline_context
 
+from scaffold.dockerapi import DockerContainer
 from scaffold.doctor.core import Context
 from scaffold.doctor.proxy.realip import (
     CLOUDFLARE_CONF,
@@ -432,26 +433,28 @@ class FakeNginx:
             )
         return 200, {}
 
-    # the Docker SDK's low-level `logs`
-    def logs(self, container_id, stdout, stderr, since, timestamps):
-        assert container_id == "nginx-id" and stdout and stderr and not timestamps
+    # DockerAPI.logs
+    def logs(self, container_id: str, *, since: int) -> str:
+        assert container_id == "nginx-id"
         self.since.append(since)
-        return ("\n".join(self.lines) + "\n").encode()
+        return "\n".join(self.lines) + "\n"
 
 
 class FakeDocker:
     is_local = True
     endpoint = "unix:///var/run/docker.sock"
 
-    def __init__(self, api: Any) -> None:
-        self.client = type("Client", (), {"api": api})()
+    def __init__(self, nginx: FakeNginx) -> None:
+        self.logs = nginx.logs
 
 
 def live_context(root: Path, nginx: FakeNginx, **answers: Any) -> Context:
     """A Context whose Docker is `nginx`'s fake and whose nginx container runs."""
     ctx = offline_context(root, **answers)
     ctx.__dict__["_docker_connection"] = (FakeDocker(nginx), None)
-    ctx.__dict__["containers"] = {"nginx": [{"Id": "nginx-id", "State": {"Running": True}}]}
+    ctx.__dict__["containers"] = {
+        "nginx": [DockerContainer.from_api({"Id": "nginx-id", "State": {"Running": True}})]
+    }
     return ctx
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from test_doctor import DOMAIN, SECRETS, env_text, make_cert, offline_context
 
+from scaffold.dockerapi import DockerContainer
 from scaffold.doctor.core import Context, normalize_web_path
 from scaffold.doctor.probes import https_get
 from scaffold.doctor.stack import flow as doctor_flow
@@ -152,15 +153,17 @@ class FakeDocker:
     endpoint = "unix:///var/run/docker.sock"
 
 
-def running(env: dict[str, str] | None = None, health: str = "healthy", cid: str = "c") -> dict[str, Any]:
-    return {
-        "Id": cid,
-        "State": {"Running": True, "Health": {"Status": health}},
-        "Config": {"Env": [f"{key}={value}" for key, value in (env or {}).items()]},
-    }
+def running(env: dict[str, str] | None = None, health: str = "healthy", cid: str = "c") -> DockerContainer:
+    return DockerContainer.from_api(
+        {
+            "Id": cid,
+            "State": {"Running": True, "Health": {"Status": health}},
+            "Config": {"Env": [f"{key}={value}" for key, value in (env or {}).items()]},
+        }
+    )
 
 
-def live_context(root: Path, containers: dict[str, list[dict[str, Any]]], **answers: Any) -> Context:
+def live_context(root: Path, containers: dict[str, list[DockerContainer]], **answers: Any) -> Context:
     ctx = offline_context(root, **answers)
     ctx.__dict__["_docker_connection"] = (FakeDocker(), None)
     ctx.__dict__["containers"] = containers

@@ -20,7 +20,7 @@ from scaffold.answers import Answers
 from scaffold.layout import ProjectLayout
 
 if TYPE_CHECKING:
-    from scaffold.dockerapi import DockerAPI, DockerNetwork
+    from scaffold.dockerapi import DockerAPI, DockerContainer, DockerNetwork
     from scaffold.doctor.upstream import UpstreamAnswer
     from scaffold.envfile import EnvDocument
     from scaffold.subnets import Network
@@ -302,31 +302,18 @@ class Context:
         return self.docker.project_network(self.project, PROXY_NETWORK)
 
     @cached_property
-    def containers(self) -> dict[str, list[dict[str, Any]]]:
-        """`docker inspect` data of the project's containers (not one-off `run`s), by service."""
-        from scaffold.dockerapi import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL
-
+    def containers(self) -> dict[str, list[DockerContainer]]:
+        """The project's containers (not one-off `run`s), by service."""
         if self.docker is None:
             return {}
-        api = self.docker.client.api
-        found: dict[str, list[dict[str, Any]]] = {}
-        for summary in api.containers(all=True, filters={"label": f"{COMPOSE_PROJECT_LABEL}={self.project}"}):
-            labels = summary.get("Labels") or {}
-            service = labels.get(COMPOSE_SERVICE_LABEL)
-            if not service or labels.get("com.docker.compose.oneoff") == "True":
-                continue
-            try:
-                found.setdefault(service, []).append(api.inspect_container(summary["Id"]))
-            except Exception:  # removed between the listing and the inspect
-                continue
+        found: dict[str, list[DockerContainer]] = {}
+        for container in self.docker.project_containers(self.project):
+            found.setdefault(container.service or "", []).append(container)
         return found
 
-    def running(self, service: str) -> dict[str, Any] | None:
+    def running(self, service: str) -> DockerContainer | None:
         """A running container of `service`, if any."""
-        for data in self.containers.get(service, []):
-            if (data.get("State") or {}).get("Running"):
-                return data
-        return None
+        return next((c for c in self.containers.get(service, []) if c.running), None)
 
     @property
     def stack_running(self) -> bool:
@@ -362,9 +349,8 @@ def through_nginx_skip(ctx: Context, *, needs_server: bool = True) -> Outcome | 
     return None
 
 
-def unless_starting(outcome: Outcome, server: dict[str, Any]) -> Outcome:
+def unless_starting(outcome: Outcome, server: DockerContainer) -> Outcome:
     """A failure while authentik's server is still starting is a warning: it may pass in a minute."""
-    starting = ((server.get("State") or {}).get("Health") or {}).get("Status") == "starting"
-    if outcome.status == FAIL and starting:
+    if outcome.status == FAIL and server.health == "starting":
         return warn(f"{outcome.message} (authentik is still starting)", outcome.fix)
     return outcome

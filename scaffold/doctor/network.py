@@ -15,9 +15,9 @@ import queue
 import socket
 import threading
 from pathlib import Path
-from typing import Any
 
 from scaffold.doctor.core import NET_TIMEOUT, Check, Context, Outcome, fail, ok, skip, warn
+from scaffold.errors import DockerUnavailable
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 PROC = Path("/proc")
@@ -223,23 +223,11 @@ def _publisher(ctx: Context, port: int) -> str | None:
     if ctx.docker is None:
         return None
     try:
-        running = ctx.docker.client.api.containers()
-    except Exception:
+        running = ctx.docker.containers()
+    except DockerUnavailable:
         return None
-    own = {data.get("Id") for items in ctx.containers.values() for data in items}
-    for summary in running:
-        if summary.get("Id") in own:
-            continue
-        for binding in summary.get("Ports") or []:
-            if binding.get("PublicPort") == port and binding.get("Type", "tcp") == "tcp":
-                return (summary.get("Names") or ["?"])[0].lstrip("/")
-    return None
-
-
-def published_ports(nginx: dict[str, Any], container_port: int) -> list[int]:
-    """The host ports the nginx container publishes its `container_port` on, from `docker inspect`."""
-    ports = ((nginx.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{container_port}/tcp") or []
-    return sorted({int(b["HostPort"]) for b in ports if str(b.get("HostPort", "")).isdigit()})
+    own = {container.id for items in ctx.containers.values() for container in items}
+    return next((c.name for c in running if c.id not in own and port in c.public_tcp_ports), None)
 
 
 def check_port(ctx: Context, *, answer: str, container_port: int) -> Outcome:
@@ -256,7 +244,7 @@ def check_port(ctx: Context, *, answer: str, container_port: int) -> Outcome:
         )
     nginx = ctx.running("nginx")
     if nginx is not None:
-        bound = published_ports(nginx, container_port)
+        bound = nginx.host_ports(container_port)
         if port in bound:
             if accepts(port):
                 return ok(f"port {port} ({answer}) is published by this stack's nginx and answers{note}")

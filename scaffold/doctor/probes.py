@@ -15,9 +15,12 @@ import os
 import socket
 import ssl
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from scaffold.doctor.core import NET_TIMEOUT, Context
+
+if TYPE_CHECKING:
+    from scaffold.dockerapi import DockerContainer
 
 #: authentik's WebSocket endpoint, under web_path.
 WEBSOCKET_SUBPATH = "ws/client/"
@@ -119,19 +122,7 @@ def websocket_handshake(
     return status, headers, headers.get("sec-websocket-accept") == expected
 
 
-def container_env(data: dict[str, Any]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in (data.get("Config") or {}).get("Env") or []:
-        key, _, value = item.partition("=")
-        env[key] = value
-    return env
-
-
-def run_in_container(ctx: Context, container: dict[str, Any], command: list[str]) -> tuple[int | None, str]:
+def run_in_container(ctx: Context, container: DockerContainer, command: list[str]) -> tuple[int | None, str]:
     """(exit code, output) of `command` run in `container`, as `docker exec` would."""
     assert ctx.docker is not None
-    api = ctx.docker.client.api
-    exec_id = api.exec_create(container["Id"], command, stdout=True, stderr=True)["Id"]
-    raw = api.exec_start(exec_id)
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return api.exec_inspect(exec_id).get("ExitCode"), text
+    return ctx.docker.exec_run(container.id, command)

@@ -330,7 +330,7 @@ def _evaluated(ctx: Context) -> dict[str, Outcome] | Outcome:
             else f"the certificate in {CURRENT_CERT} (not served: {seen.serve_error})"
         )
         certbot = ctx.running("certbot")
-        started = parse_docker_time((certbot.get("State") or {}).get("StartedAt")) if certbot else None
+        started = parse_docker_time(certbot.started_at) if certbot else None
         if certbot is not None and started is None:
             started = ctx.now
         result = evaluate_certificate(

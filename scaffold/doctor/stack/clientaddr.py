@@ -14,7 +14,6 @@ import ipaddress
 import re
 import secrets
 import time
-from typing import Any
 
 from scaffold.doctor.core import Check, Context, Outcome, fail, ok, skip, through_nginx_skip, warn
 from scaffold.doctor.probes import https_get
@@ -109,12 +108,6 @@ def judge_client_address(plain: str | None, forged: str | None, trusted: list[Ne
     )
 
 
-def _nginx_log(ctx: Context, container: dict[str, Any], since: int) -> str:
-    assert ctx.docker is not None
-    raw = ctx.docker.client.api.logs(container["Id"], stdout=True, stderr=True, since=since, timestamps=False)
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-
-
 def check_client_address(ctx: Context) -> Outcome:
     if (blocked := through_nginx_skip(ctx, needs_server=False)) is not None:
         return blocked
@@ -133,7 +126,7 @@ def check_client_address(ctx: Context) -> Outcome:
     deadline = time.monotonic() + LOG_WAIT
     while True:
         try:
-            log = _nginx_log(ctx, nginx, since)
+            log = ctx.docker.logs(nginx.id, since=since)
         except Exception as exc:  # a logging driver Docker cannot read back, a removed container
             return skip(
                 f"not checked: Docker cannot show nginx's log ({exc})",

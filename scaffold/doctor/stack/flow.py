@@ -24,7 +24,7 @@ from scaffold.doctor.core import (
     through_nginx_skip,
     unless_starting,
 )
-from scaffold.doctor.probes import container_env, https_get
+from scaffold.doctor.probes import https_get
 
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -172,7 +172,7 @@ def check_login_flow(ctx: Context) -> Outcome:
             f"cannot open {url} via 127.0.0.1:{ctx.https_port}: {exc}",
             "`docker compose ps nginx`, `docker compose logs --tail 50 nginx`",
         )
-    server_path = normalize_web_path(container_env(server).get(WEB_PATH_KEY))
+    server_path = normalize_web_path(server.env.get(WEB_PATH_KEY))
     outcome = judge_login_flow(
         hops, web_path=ctx.web_path, origin=ctx.public_origin, server_web_path=server_path
     )

@@ -14,8 +14,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from scaffold.doctor.core import Check, Context, Outcome, not_running_skip, ok, skip, warn
-from scaffold.doctor.network import published_ports
-from scaffold.doctor.probes import container_env
 from scaffold.doctor.upstream import UpstreamAnswer
 
 BASE_URL_KEY = "AUTHENTIK_WEB__BASE_URL"
@@ -66,11 +64,11 @@ def check_public_url(ctx: Context) -> Outcome:
     nginx = ctx.running("nginx")
     if nginx is None:
         return skip("not checked: nginx is not running (see stack.service.nginx)")
-    published = published_ports(nginx, 443)
+    published = nginx.host_ports(443)
     if not published:
         return skip("not checked: nginx publishes no port for HTTPS (see network.port-https)")
     server = ctx.running("server")
-    base_url = None if server is None else container_env(server).get(BASE_URL_KEY, "")
+    base_url = None if server is None else server.env.get(BASE_URL_KEY, "")
     return judge_public_url(ctx.public_url, published, ctx.upstream_answer, server_base_url=base_url)
 
 

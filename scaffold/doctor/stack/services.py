@@ -7,10 +7,11 @@ files or overrides started the stack. Each is skipped, with the reason, when the
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from scaffold import envkeys
 from scaffold.doctor.core import (
@@ -29,7 +30,10 @@ from scaffold.doctor.core import (
     unless_starting,
     warn,
 )
-from scaffold.doctor.probes import WEBSOCKET_SUBPATH, container_env, run_in_container, websocket_handshake
+from scaffold.doctor.probes import WEBSOCKET_SUBPATH, run_in_container, websocket_handshake
+
+if TYPE_CHECKING:
+    from scaffold.dockerapi import DockerContainer
 
 #: Keys the template's compose.yaml sets in `environment:`, which wins over `env_file: .env`: a
 #: different value in .env is never applied, so comparing it would warn forever.
@@ -59,48 +63,59 @@ def _one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _pick_container(items: list[dict[str, Any]]) -> dict[str, Any]:
-    running = [c for c in items if (c.get("State") or {}).get("Running")]
+def _pick_container(items: list[DockerContainer]) -> DockerContainer:
+    running = [c for c in items if c.running]
     return (running or items)[0]
 
 
-def describe_service(service: str, data: dict[str, Any] | None, now: Any = None) -> Outcome:
-    """Judge one service's container from its `docker inspect` data (None: no container)."""
+def describe_service(
+    service: str, container: DockerContainer | None, now: dt.datetime | None = None
+) -> Outcome:
+    """Judge one service's container from what `docker inspect` says (None: no container)."""
     logs = f"`docker compose logs --tail 50 {service}` says why"
-    if data is None:
+    if container is None:
         return fail(
             f"{service} has no container while the rest of the stack runs",
             f"`docker compose up -d {service}`; if it does not stay up, {logs}",
         )
-    state = data.get("State") or {}
-    name = str(data.get("Name", "")).lstrip("/") or service
-    code = state.get("ExitCode")
-    if state.get("Restarting"):
+    name = container.name or service
+    if not container.running or container.restarting or container.paused:
+        return _stopped(service, name, container, logs)
+    return _health(service, name, container, logs, now)
+
+
+def _stopped(service: str, name: str, container: DockerContainer, logs: str) -> Outcome:
+    """A container that is restarting, paused or not running."""
+    code = container.exit_code
+    if container.restarting:
         return fail(
             f"{service} ({name}) keeps restarting (last exit code {code})",
             f"{logs}; after fixing, `docker compose up -d {service}`",
         )
-    if state.get("Paused"):
+    if container.paused:
         return fail(f"{service} ({name}) is paused", f"`docker compose unpause {service}`")
-    if not state.get("Running"):
-        status = state.get("Status") or "stopped"
-        exited = f" (exit code {code})" if status == "exited" else ""
-        oom = ", killed for lack of memory" if state.get("OOMKilled") else ""
-        return fail(
-            f"{service} ({name}) is not running: {status}{exited}{oom}",
-            f"`docker compose up -d {service}`; if it stops again, {logs}",
-        )
-    health = (state.get("Health") or {}).get("Status")
-    if health == "unhealthy":
-        log = (state.get("Health") or {}).get("Log") or []
-        last = _one_line(str(log[-1].get("Output", ""))) if log else ""
+    status = container.status or "stopped"
+    exited = f" (exit code {code})" if status == "exited" else ""
+    oom = ", killed for lack of memory" if container.oom_killed else ""
+    return fail(
+        f"{service} ({name}) is not running: {status}{exited}{oom}",
+        f"`docker compose up -d {service}`; if it stops again, {logs}",
+    )
+
+
+def _health(
+    service: str, name: str, container: DockerContainer, logs: str, now: dt.datetime | None
+) -> Outcome:
+    """A running container, judged by its health check."""
+    if container.health == "unhealthy":
+        last = _one_line(container.health_output or "")
         detail = f": {last}" if last else ""
         return fail(
             f"{service} ({name}) is running but unhealthy{detail}",
             f"{logs}; then `docker compose restart {service}`",
         )
-    if health == "starting":
-        started = parse_docker_time(state.get("StartedAt"))
+    if container.health == "starting":
+        started = parse_docker_time(container.started_at)
         since = ""
         if started is not None and now is not None:
             since = f", started {int((now - started).total_seconds())} s ago"
@@ -108,7 +123,7 @@ def describe_service(service: str, data: dict[str, Any] | None, now: Any = None)
             f"{service} ({name}) is still starting (health check not passed yet{since})",
             f"wait for its health check (authentik can take two minutes); if it stays starting, {logs}",
         )
-    if health == "healthy":
+    if container.health == "healthy":
         return ok(f"{service} ({name}) is running and healthy")
     return ok(f"{service} ({name}) is running (it has no health check)")
 
@@ -156,7 +171,7 @@ def check_env_applied(ctx: Context) -> Outcome:
         if data is None:
             continue
         checked.append(service)
-        env = container_env(data)
+        env = data.env
         for key in keys:
             value = ctx.env.get(key)
             if value is not None and value != env.get(key):
