@@ -682,12 +682,9 @@ _TYPES = {
 
 def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
     """A hand-written validator for the JSON Schema keywords JSON_SCHEMA uses."""
-    errors: list[str] = []
     if "oneOf" in schema:
         matching = [s for s in schema["oneOf"] if not schema_errors(value, s, where)]
-        if len(matching) != 1:
-            errors.append(f"{where}: matches {len(matching)} of oneOf")
-        return errors
+        return [] if len(matching) == 1 else [f"{where}: matches {len(matching)} of oneOf"]
     if "type" in schema:
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         ok = any(
@@ -695,20 +692,30 @@ def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[
         )
         if not ok:
             return [f"{where}: {value!r} is not {types}"]
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{where}: {value!r} != {schema['const']!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{where}: {value!r} not in {schema['enum']}")
-    if "minimum" in schema and value < schema["minimum"]:
-        errors.append(f"{where}: {value} < {schema['minimum']}")
-    if "minLength" in schema and len(value) < schema["minLength"]:
-        errors.append(f"{where}: too short")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
-        errors.append(f"{where}: {value!r} does not match {schema['pattern']}")
+    return _value_errors(value, schema, where) + _member_errors(value, schema, where)
+
+
+def _value_errors(value: Any, schema: dict[str, Any], where: str) -> list[str]:
+    """const, enum, minimum, minLength and pattern."""
+    checks = [
+        ("const", lambda: value != schema["const"], f"{value!r} != {schema.get('const')!r}"),
+        ("enum", lambda: value not in schema["enum"], f"{value!r} not in {schema.get('enum')}"),
+        ("minimum", lambda: value < schema["minimum"], f"{value} < {schema.get('minimum')}"),
+        ("minLength", lambda: len(value) < schema["minLength"], "too short"),
+        (
+            "pattern",
+            lambda: not re.search(schema["pattern"], value),
+            f"{value!r} does not match {schema.get('pattern')}",
+        ),
+    ]
+    return [f"{where}: {text}" for keyword, failed, text in checks if keyword in schema and failed()]
+
+
+def _member_errors(value: Any, schema: dict[str, Any], where: str) -> list[str]:
+    """required, properties, additionalProperties and items."""
+    errors: list[str] = []
     if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                errors.append(f"{where}: missing {key}")
+        errors += [f"{where}: missing {key}" for key in schema.get("required", []) if key not in value]
         properties = schema.get("properties", {})
         for key, item in value.items():
             if key in properties:

@@ -164,56 +164,74 @@ def evaluate_certificate(
         "not reach this host's nginx (router forwarding, firewall; see network.port-http). After fixing, "
         "`docker compose restart certbot` retries at once"
     )
-    results: dict[str, Outcome] = {}
     if info.subject_cn == PLACEHOLDER_SUBJECT:
-        if certbot_started is None and not stack_running:
-            results["issued"] = warn(
-                f"{source} is the self-signed placeholder, and the stack is not running, so certbot cannot "
-                "replace it",
-                f"`docker compose up -d`; if the placeholder stays, {issuance_fix}",
-            )
-        elif certbot_started is None:
-            results["issued"] = fail(
-                f"{source} is still the self-signed placeholder and certbot is not running: no certificate "
-                "will ever be issued",
-                f"`docker compose up -d certbot`, then {issuance_fix}",
-            )
-        elif now - certbot_started > PLACEHOLDER_GRACE:
-            results["issued"] = fail(
-                f"{source} is still the self-signed placeholder {_age(now - certbot_started)} after certbot "
-                "started: issuance keeps failing and browsers refuse the site",
-                issuance_fix,
-            )
-        else:
-            results["issued"] = warn(
-                f"{source} is still the self-signed placeholder; certbot started "
-                f"{_age(now - certbot_started)} ago and usually needs a minute",
-                f"wait a few minutes; if it stays, {issuance_fix}",
-            )
-    elif _STAGING.search(info.issuer):
-        results["issued"] = warn(
+        issued = _placeholder(source, now, certbot_started, stack_running, issuance_fix)
+    else:
+        issued = _issuer(info, source, domain)
+    return {
+        "issued": issued,
+        "names": _names(info, source, domain, issuance_fix),
+        "expiry": _expiry(info, source, now, issuance_fix),
+    }
+
+
+def _placeholder(
+    source: str, now: dt.datetime, certbot_started: dt.datetime | None, stack_running: bool, issuance_fix: str
+) -> Outcome:
+    """The placeholder is served: fine for a minute after certbot starts, a failure after a day."""
+    if certbot_started is None and not stack_running:
+        return warn(
+            f"{source} is the self-signed placeholder, and the stack is not running, so certbot cannot "
+            "replace it",
+            f"`docker compose up -d`; if the placeholder stays, {issuance_fix}",
+        )
+    if certbot_started is None:
+        return fail(
+            f"{source} is still the self-signed placeholder and certbot is not running: no certificate "
+            "will ever be issued",
+            f"`docker compose up -d certbot`, then {issuance_fix}",
+        )
+    if now - certbot_started > PLACEHOLDER_GRACE:
+        return fail(
+            f"{source} is still the self-signed placeholder {_age(now - certbot_started)} after certbot "
+            "started: issuance keeps failing and browsers refuse the site",
+            issuance_fix,
+        )
+    return warn(
+        f"{source} is still the self-signed placeholder; certbot started "
+        f"{_age(now - certbot_started)} ago and usually needs a minute",
+        f"wait a few minutes; if it stays, {issuance_fix}",
+    )
+
+
+def _issuer(info: CertInfo, source: str, domain: str) -> Outcome:
+    """Who issued a certificate that is not the placeholder: a trusted CA, a staging CA, or nobody."""
+    if _STAGING.search(info.issuer):
+        return warn(
             f"{source} comes from a staging CA ({info.issuer}): browsers do not trust it",
             "switch to the real CA: `scaffold update --data acme_server=letsencrypt`, then "
             "`docker compose up -d`; certbot replaces the certificate",
         )
-    elif info.self_signed:
-        results["issued"] = warn(
+    if info.self_signed:
+        return warn(
             f"{source} is self-signed ({info.issuer}), not issued by a CA: browsers refuse it",
             f"let certbot manage letsencrypt/scaffold/current (it points at live/{domain}): "
             "`docker compose restart certbot`",
         )
-    else:
-        results["issued"] = ok(f"{source} is issued by {info.issuer}")
+    return ok(f"{source} is issued by {info.issuer}")
 
+
+def _names(info: CertInfo, source: str, domain: str, issuance_fix: str) -> Outcome:
     names = info.names or ((info.subject_cn,) if info.subject_cn else ())
     if any(name_matches(name, domain) for name in names):
-        results["names"] = ok(f"{source} is valid for {domain}")
-    else:
-        results["names"] = fail(
-            f"{source} is for {', '.join(names) or 'no name'}, not {domain}: browsers refuse it",
-            f"certbot requests a certificate for the `domain` answer ({domain}); {issuance_fix}",
-        )
+        return ok(f"{source} is valid for {domain}")
+    return fail(
+        f"{source} is for {', '.join(names) or 'no name'}, not {domain}: browsers refuse it",
+        f"certbot requests a certificate for the `domain` answer ({domain}); {issuance_fix}",
+    )
 
+
+def _expiry(info: CertInfo, source: str, now: dt.datetime, issuance_fix: str) -> Outcome:
     left = info.not_after - now
     until = info.not_after.strftime("%Y-%m-%d %H:%M UTC")
     renew_fix = (
@@ -221,19 +239,15 @@ def evaluate_certificate(
         f"longer e-mails about expiry): {issuance_fix}"
     )
     if info.not_before > now:
-        results["expiry"] = fail(
+        return fail(
             f"{source} is not valid before {info.not_before:%Y-%m-%d %H:%M UTC}: this host's clock is wrong",
             "fix the clock (`timedatectl set-ntp true`), then `docker compose restart certbot`",
         )
-    elif left.total_seconds() <= 0:
-        results["expiry"] = fail(
-            f"{source} expired on {until} ({_age(-left)} ago): browsers refuse the site", renew_fix
-        )
-    elif left < dt.timedelta(days=WARN_DAYS):
-        results["expiry"] = warn(f"{source} expires on {until}, in {_age(left)}", renew_fix)
-    else:
-        results["expiry"] = ok(f"{source} is valid until {until} ({left.days} days left)")
-    return results
+    if left.total_seconds() <= 0:
+        return fail(f"{source} expired on {until} ({_age(-left)} ago): browsers refuse the site", renew_fix)
+    if left < dt.timedelta(days=WARN_DAYS):
+        return warn(f"{source} expires on {until}, in {_age(left)}", renew_fix)
+    return ok(f"{source} is valid until {until} ({left.days} days left)")
 
 
 def read_pem_certificate(path: Path) -> bytes:

@@ -105,22 +105,29 @@ def _walk(
         if name != "include":
             _apply(settings, name, value, source)
             continue
-        paths = _project_paths(root, value)
-        if paths is None:
-            if in_real_ip:
-                settings.unreadable_includes.append(f"{value} (outside the project's nginx folders)")
-            continue
-        for included in paths:
-            if included.relative_to(root).as_posix() == CLOUDFLARE_CONF:
-                settings.cloudflare_included = True
-                if not included.is_file():
-                    settings.cloudflare_state = "missing"
-                    continue
+        _include(root, value, settings, seen, in_real_ip=in_real_ip)
+
+
+def _include(
+    root: Path, argument: str, settings: RealIpSettings, seen: set[Path], *, in_real_ip: bool
+) -> None:
+    """Follow one `include`: walk the project files it names, noting what cannot be read."""
+    paths = _project_paths(root, argument)
+    if paths is None:
+        if in_real_ip:
+            settings.unreadable_includes.append(f"{argument} (outside the project's nginx folders)")
+        return
+    for included in paths:
+        if included.relative_to(root).as_posix() == CLOUDFLARE_CONF:
+            settings.cloudflare_included = True
             if not included.is_file():
-                if in_real_ip:
-                    settings.unreadable_includes.append(f"{value} (missing)")
-            elif included.resolve() not in seen:
-                _walk(root, included, settings, seen)
+                settings.cloudflare_state = "missing"
+                continue
+        if not included.is_file():
+            if in_real_ip:
+                settings.unreadable_includes.append(f"{argument} (missing)")
+        elif included.resolve() not in seen:
+            _walk(root, included, settings, seen)
 
 
 def read_settings(root: Path) -> RealIpSettings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from scaffold.doctor.probes import WEBSOCKET_SUBPATH, run_in_container, websocke
 
 if TYPE_CHECKING:
     from scaffold.dockerapi import DockerContainer
+    from scaffold.envfile import EnvDocument
 
 #: Keys the template's compose.yaml sets in `environment:`, which wins over `env_file: .env`: a
 #: different value in .env is never applied, so comparing it would warn forever.
@@ -156,46 +158,59 @@ def _web_path_fix(ctx: Context) -> str:
     )
 
 
+@dataclass
+class _Drift:
+    """Where the running authentik differs from .env and the web_path answer."""
+
+    checked: list[str] = field(default_factory=list)
+    #: .env keys whose value differs, with the services that run an older one.
+    stale: dict[str, list[str]] = field(default_factory=dict)
+    #: Web paths authentik runs under that are not web_path, with the services.
+    web_paths: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _drift(ctx: Context, env: EnvDocument) -> _Drift:
+    in_env = env.keys()  # an EnvDocument, not a dict
+    keys = [key for key in in_env if key not in COMPOSE_ENVIRONMENT_KEYS]
+    drift = _Drift()
+    for service in ("server", "worker"):
+        container = ctx.running(service)
+        if container is None:
+            continue
+        drift.checked.append(service)
+        for key in keys:
+            value = env.get(key)
+            if value is not None and value != container.env.get(key):
+                drift.stale.setdefault(key, []).append(service)
+        running_path = normalize_web_path(container.env.get(WEB_PATH_KEY))
+        if running_path != ctx.web_path:
+            drift.web_paths.setdefault(running_path, []).append(service)
+    return drift
+
+
 def check_env_applied(ctx: Context) -> Outcome:
     if (blocked := not_running_skip(ctx)) is not None:
         return blocked
     if ctx.env is None:
         return skip("not checked: no readable .env (see files.env-present)")
-    in_env = ctx.env.keys()  # an EnvDocument, not a dict
-    keys = [key for key in in_env if key not in COMPOSE_ENVIRONMENT_KEYS]
-    stale: dict[str, list[str]] = {}
-    web_paths: dict[str, list[str]] = {}
-    checked = []
-    for service in ("server", "worker"):
-        data = ctx.running(service)
-        if data is None:
-            continue
-        checked.append(service)
-        env = data.env
-        for key in keys:
-            value = ctx.env.get(key)
-            if value is not None and value != env.get(key):
-                stale.setdefault(key, []).append(service)
-        running_path = normalize_web_path(env.get(WEB_PATH_KEY))
-        if running_path != ctx.web_path:
-            web_paths.setdefault(running_path, []).append(service)
-    if not checked:
+    drift = _drift(ctx, ctx.env)
+    if not drift.checked:
         return skip("not checked: neither authentik server nor worker is running")
     problems, fixes = [], []
-    if stale:
-        listed = ", ".join(f"{key} ({' and '.join(where)})" for key, where in stale.items())
+    if drift.stale:
+        listed = ", ".join(f"{key} ({' and '.join(where)})" for key, where in drift.stale.items())
         problems.append(
             f"authentik runs with an older .env: {listed} changed since its containers were created "
             "(values not shown)"
         )
         fixes.append("`docker compose up -d` recreates the containers with the current .env")
-        if envkeys.PG_PASS in stale:
+        if envkeys.PG_PASS in drift.stale:
             fixes.append(
                 "PG_PASS changed: the database keeps its old password until you change it inside "
                 "PostgreSQL too (see files.env-secrets), or authentik cannot log in"
             )
-    if web_paths:
-        listed = ", ".join(f"{' and '.join(where)} under {path}" for path, where in web_paths.items())
+    if drift.web_paths:
+        listed = ", ".join(f"{' and '.join(where)} under {path}" for path, where in drift.web_paths.items())
         problems.append(
             f"authentik serves ({listed}; {WEB_PATH_KEY}) elsewhere than the web_path answer {ctx.web_path}, "
             "which nginx follows: its pages and redirects miss what nginx proxies"
@@ -203,7 +218,7 @@ def check_env_applied(ctx: Context) -> Outcome:
         fixes.append(_web_path_fix(ctx))
     if problems:
         return warn("; ".join(problems), "; ".join(fixes))
-    return ok(f"authentik ({' and '.join(checked)}) runs with the current .env")
+    return ok(f"authentik ({' and '.join(drift.checked)}) runs with the current .env")
 
 
 def check_nginx_config(ctx: Context) -> Outcome:
