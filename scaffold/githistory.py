@@ -9,11 +9,12 @@ the commit. The search is bounded in bytes and time, and says when it stopped ea
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from scaffold.gitutil import run_git
 
 #: File versions larger than this are not searched (images, dumps); the same limit as for tracked files.
 MAX_BLOB_BYTES = 5 * 1024 * 1024
@@ -116,15 +117,7 @@ def _run(root: Path, args: list[str], *, stdin: bytes | None = None, deadline: f
     if remaining <= 0:
         return None
     try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=root,
-            input=stdin,
-            capture_output=True,
-            timeout=remaining,
-            check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-        )
+        result = run_git(root, args, timeout=remaining, stdin=stdin, text=False)
     except subprocess.TimeoutExpired:
         return None
     except OSError as exc:

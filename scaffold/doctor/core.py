@@ -336,17 +336,32 @@ def not_running_skip(ctx: Context) -> Outcome | None:
     return None
 
 
+def running_or_skip(ctx: Context, service: str) -> DockerContainer | Outcome:
+    """The running container of `service`, or the skip a check that looks at it gives."""
+    if (blocked := not_running_skip(ctx)) is not None:
+        return blocked
+    container = ctx.running(service)
+    if container is None:
+        return skip(f"not checked: {service} is not running (see stack.service.{service})")
+    return container
+
+
 def through_nginx_skip(ctx: Context, *, needs_server: bool = True) -> Outcome | None:
     """Why a request through nginx on 127.0.0.1 cannot be tried from here, or None when it can."""
     if (blocked := not_running_skip(ctx)) is not None:
         return blocked
     if ctx.docker is not None and not ctx.docker.is_local:
         return skip(f"not checked: the Docker daemon ({ctx.docker.endpoint}) is on another host")
-    if ctx.running("nginx") is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
+    if isinstance(nginx := running_or_skip(ctx, "nginx"), Outcome):
+        return nginx
     if needs_server and ctx.running("server") is None:
         return skip("not checked: authentik's server is not running (see stack.service.server)")
     return None
+
+
+def running_web_path(container: DockerContainer) -> str:
+    """The web path authentik in `container` serves under (its AUTHENTIK_WEB__PATH, normalized)."""
+    return normalize_web_path(container.env.get(WEB_PATH_KEY))
 
 
 def unless_starting(outcome: Outcome, server: DockerContainer) -> Outcome:

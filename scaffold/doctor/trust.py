@@ -15,7 +15,16 @@ import re
 from dataclasses import dataclass
 
 from scaffold import envkeys
-from scaffold.doctor.core import Check, Context, Outcome, fail, not_running_skip, ok, skip, warn
+from scaffold.doctor.core import (
+    Check,
+    Context,
+    Outcome,
+    fail,
+    ok,
+    running_or_skip,
+    skip,
+    warn,
+)
 from scaffold.subnets import (
     IPAddress,
     Network,
@@ -285,12 +294,9 @@ def check_subnet_matches_env(ctx: Context) -> Outcome:
 
 
 def check_nginx_address(ctx: Context) -> Outcome:
-    if (blocked := not_running_skip(ctx)) is not None:
-        return blocked
-    nginx = ctx.running("nginx")
+    if isinstance(nginx := running_or_skip(ctx, "nginx"), Outcome):
+        return nginx
     network = ctx.proxy_network
-    if nginx is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
     if network is None:
         return skip("not checked: Docker has no proxy network for this project")
     attached = nginx.networks.get(network.name)

@@ -44,19 +44,13 @@ class UpstreamAnswer:
 def parse_upstream_proxies(value: object) -> UpstreamAnswer:
     """The answer as found on disk (maybe hand-edited): unlike the question's rule, junk is collected
     and host bits are ignored (as nginx does), so doctor can report them instead of stopping."""
-    ranges: list[Network] = []
-    unreadable: list[str] = []
-    cloudflare = False
-    for item in split_upstream_proxies(value):
-        if item.lower() == CLOUDFLARE:
-            cloudflare = True
-            continue
-        network = parse_range(item)
-        if network is None:
-            unreadable.append(item)
-        elif network not in ranges:
-            ranges.append(network)
-    return UpstreamAnswer(tuple(ranges), cloudflare, tuple(unreadable))
+    items = split_upstream_proxies(value)
+    parsed = [(item, parse_range(item)) for item in items if item.lower() != CLOUDFLARE]
+    return UpstreamAnswer(
+        ranges=tuple(dict.fromkeys(network for _, network in parsed if network is not None)),
+        cloudflare=len(parsed) < len(items),
+        unreadable=tuple(item for item, network in parsed if network is None),
+    )
 
 
 def parse_range(text: str) -> Network | None:

@@ -19,8 +19,8 @@ from scaffold.doctor.core import (
     Context,
     Outcome,
     fail,
-    normalize_web_path,
     ok,
+    running_web_path,
     through_nginx_skip,
     unless_starting,
 )
@@ -192,7 +192,7 @@ def check_login_flow(ctx: Context) -> Outcome:
             f"cannot open {url} via 127.0.0.1:{ctx.https_port}: {exc}",
             "`docker compose ps nginx`, `docker compose logs --tail 50 nginx`",
         )
-    server_path = normalize_web_path(server.env.get(WEB_PATH_KEY))
+    server_path = running_web_path(server)
     outcome = judge_login_flow(
         hops, web_path=ctx.web_path, origin=ctx.public_origin, server_web_path=server_path
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from scaffold.doctor.core import Check, Context, Outcome, not_running_skip, ok, skip, warn
+from scaffold.doctor.core import Check, Context, Outcome, ok, running_or_skip, skip, warn
 from scaffold.doctor.upstream import UpstreamAnswer
 
 BASE_URL_KEY = "AUTHENTIK_WEB__BASE_URL"
@@ -59,11 +59,8 @@ def judge_public_url(
 
 
 def check_public_url(ctx: Context) -> Outcome:
-    if (blocked := not_running_skip(ctx)) is not None:
-        return blocked
-    nginx = ctx.running("nginx")
-    if nginx is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
+    if isinstance(nginx := running_or_skip(ctx, "nginx"), Outcome):
+        return nginx
     published = nginx.host_ports(443)
     if not published:
         return skip("not checked: nginx publishes no port for HTTPS (see network.port-https)")

@@ -26,6 +26,8 @@ from scaffold.doctor.core import (
     not_running_skip,
     ok,
     parse_docker_time,
+    running_or_skip,
+    running_web_path,
     skip,
     through_nginx_skip,
     unless_starting,
@@ -182,7 +184,7 @@ def _drift(ctx: Context, env: EnvDocument) -> _Drift:
             value = env.get(key)
             if value is not None and value != container.env.get(key):
                 drift.stale.setdefault(key, []).append(service)
-        running_path = normalize_web_path(container.env.get(WEB_PATH_KEY))
+        running_path = running_web_path(container)
         if running_path != ctx.web_path:
             drift.web_paths.setdefault(running_path, []).append(service)
     return drift
@@ -222,11 +224,8 @@ def check_env_applied(ctx: Context) -> Outcome:
 
 
 def check_nginx_config(ctx: Context) -> Outcome:
-    if (blocked := not_running_skip(ctx)) is not None:
-        return blocked
-    nginx = ctx.running("nginx")
-    if nginx is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
+    if isinstance(nginx := running_or_skip(ctx, "nginx"), Outcome):
+        return nginx
     code, text = run_in_container(ctx, nginx, ["nginx", "-t"])
     if code == 0:
         return ok("`nginx -t` in the nginx container: the configuration is valid")
