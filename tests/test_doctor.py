@@ -325,6 +325,63 @@ def container(state: dict[str, Any]) -> DockerContainer:
     )
 
 
+#: `docker inspect` of a Compose-made nginx container (Docker 20.10), trimmed to the parts doctor reads.
+NGINX_INSPECT: dict[str, Any] = {
+    "Id": "4f1c0e",
+    "Name": "/sso-nginx-1",
+    "State": {
+        "Status": "running",
+        "Running": True,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "ExitCode": 0,
+        "StartedAt": "2026-11-27T21:22:24.237887853Z",
+        "Health": {
+            "Status": "unhealthy",
+            "Log": [{"ExitCode": 1, "Output": "old\n"}, {"Output": "refused\n"}],
+        },
+    },
+    "Config": {
+        "Env": ["NGINX_VERSION=1.27", "EMPTY=", "WITH_EQUALS=a=b"],
+        "Labels": {"com.docker.compose.project": "sso", "com.docker.compose.service": "nginx"},
+    },
+    "NetworkSettings": {
+        "Ports": {
+            "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}],
+            "443/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8443"}],
+            "443/udp": [{"HostIp": "0.0.0.0", "HostPort": "9443"}],
+            "9000/tcp": None,
+        },
+        "Networks": {
+            "sso_proxy": {"IPAddress": "10.1.2.3", "GlobalIPv6Address": "fd00::3"},
+            "sso_default": {"IPAddress": "", "GlobalIPv6Address": ""},
+        },
+    },
+}
+
+
+def test_container_record_reads_what_docker_inspect_says() -> None:
+    nginx = DockerContainer.from_api(NGINX_INSPECT)
+    assert (nginx.id, nginx.name, nginx.service, nginx.one_off) == ("4f1c0e", "sso-nginx-1", "nginx", False)
+    assert nginx.running and nginx.status == "running" and nginx.exit_code == 0
+    assert (nginx.health, nginx.health_output) == ("unhealthy", "refused\n")
+    assert dict(nginx.env) == {"NGINX_VERSION": "1.27", "EMPTY": "", "WITH_EQUALS": "a=b"}
+    assert nginx.host_ports(80) == [8080] and nginx.host_ports(443) == [8443]
+    assert nginx.host_ports(9000) == [] and nginx.host_ports(22) == []
+    proxy = nginx.networks["sso_proxy"]
+    assert (str(proxy.ipv4), str(proxy.ipv6)) == ("10.1.2.3", "fd00::3")
+    assert nginx.networks["sso_default"].ipv4 is None
+    started = doctor_core.parse_docker_time(nginx.started_at)
+    assert started is not None and started.year == 2026
+    bare = DockerContainer.from_api({"Id": "x"})  # a container Docker describes with nothing more
+    assert not bare.running and bare.health is None and dict(bare.env) == {} and bare.host_ports(443) == []
+    assert (
+        describe_service("nginx", nginx).status == "fail"
+        and "refused" in describe_service("nginx", nginx).message
+    )
+
+
 def test_service_states() -> None:
     stopped = describe_service("worker", container({"Status": "exited", "ExitCode": 137}))
     assert stopped.status == "fail" and "exit code 137" in stopped.message
