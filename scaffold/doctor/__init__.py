@@ -7,7 +7,8 @@ ok / warn / fail / skip with what it found and the fix. Check ids are a public i
 so is the `--json` document (schema `scaffold-doctor/1`).
 
 Exit codes: 0 nothing failed (warnings allowed), 1 at least one check failed, 2 doctor could not run
-at all (DEST is not a generated project). Doctor never changes anything and never prints a secret.
+at all (DEST is not a generated project). Doctor changes no file and no container, network or volume
+(docs/doctor.md says what its probes leave behind), and never prints a secret.
 """
 
 from __future__ import annotations
