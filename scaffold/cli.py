@@ -116,6 +116,13 @@ def _subcommand(
     return parser
 
 
+def _add_data_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """`--data/-d KEY=VALUE`, repeatable: answers given on the command line."""
+    parser.add_argument(
+        "--data", "-d", action="append", type=_key_value, default=[], metavar="KEY=VALUE", help=help_text
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scaffold",
@@ -134,15 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(without .env) so that later updates can merge template changes into your edits.",
     )
     new.add_argument("dest", type=Path, metavar="DEST", help="folder to create (must not exist or be empty)")
-    new.add_argument(
-        "--data",
-        "-d",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="answer a template question (repeatable), e.g. --data domain=sso.example.com",
-    )
+    _add_data_argument(new, "answer a template question (repeatable), e.g. --data domain=sso.example.com")
     new.add_argument(
         "--defaults", action="store_true", help="use the default for every question not given by --data"
     )
@@ -176,15 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
     update.add_argument("--yes", "-y", action="store_true", help="accept skipping authentik release lines")
     update.add_argument("--apply", action="store_true", help="also run `docker compose pull && up -d`")
-    update.add_argument(
-        "--data",
-        "-d",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="change an answer (repeatable)",
-    )
+    _add_data_argument(update, "change an answer (repeatable)")
 
     detect = _subcommand(
         subparsers,

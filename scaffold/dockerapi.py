@@ -1,10 +1,12 @@
 """Access to the Docker daemon, with typed results and clear errors.
 
-scaffold never creates, changes or removes a Docker object: it runs as a copier task three times
-per update, and Compose owns the stack's objects. The one exception is `scaffold backup` and
-`restore`, which run commands inside the running PostgreSQL container (`exec_*`, `put_file`) and a
-throw-away container of its image (`image_command`). The `docker` SDK is imported only here,
-inside `connect`, so the CLI starts fast.
+scaffold reads networks, volumes and containers and changes none of them: it runs as a copier task
+three times per update, and Compose owns the stack's objects. What it creates: an exec instance, when
+`scaffold doctor` runs a read-only command (`nginx -t`) in a running container (`DockerAPI.exec_run`,
+as `docker exec` does; Docker drops it with the container); and for `scaffold backup`, `restore` and
+`db upgrade`, commands inside the running PostgreSQL container (`exec_*`, `put_file`) and a throw-away
+container of its image (`image_command`, removed with its volumes). The `docker` SDK is imported only
+here, inside `connect`, so the CLI starts fast. Nothing outside this module calls the SDK.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_NETWORK_LABEL = "com.docker.compose.network"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 COMPOSE_VOLUME_LABEL = "com.docker.compose.volume"
+COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
 
@@ -84,6 +87,129 @@ class DockerNetwork:
             labels=dict(data.get("Labels") or {}),
             gateways=tuple(gateways),
         )
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    """A container as `docker ps` lists it: enough to tell who publishes a host port."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: Host TCP ports the container publishes.
+    public_tcp_ports: frozenset[int] = frozenset()
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> ContainerSummary:
+        ports = frozenset(
+            int(binding["PublicPort"])
+            for binding in data.get("Ports") or []
+            if binding.get("PublicPort") and binding.get("Type", "tcp") == "tcp"
+        )
+        names = data.get("Names") or ["?"]
+        return cls(
+            id=data.get("Id", ""),
+            name=str(names[0]).lstrip("/"),
+            labels=dict(data.get("Labels") or {}),
+            public_tcp_ports=ports,
+        )
+
+
+@dataclass(frozen=True)
+class DockerContainer:
+    """The parts of `docker inspect` for a container that scaffold looks at."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: Docker's state word: created, running, paused, restarting, exited, dead.
+    status: str = ""
+    running: bool = False
+    paused: bool = False
+    restarting: bool = False
+    oom_killed: bool = False
+    exit_code: int | None = None
+    #: When the container last started, as Docker writes it (RFC 3339 with nanoseconds).
+    started_at: str | None = None
+    #: The health check's state (starting, healthy, unhealthy), None without a health check.
+    health: str | None = None
+    #: The output of the last health check run, if any.
+    health_output: str | None = None
+    #: The environment the container was created with.
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: The container's addresses on each network it is attached to, by network name.
+    networks: Mapping[str, Attachment] = field(default_factory=dict)
+    #: Host ports each container TCP port is published on.
+    published: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def service(self) -> str | None:
+        return self.labels.get(COMPOSE_SERVICE_LABEL)
+
+    @property
+    def one_off(self) -> bool:
+        """A `docker compose run` container, not one of the project's services."""
+        return self.labels.get(COMPOSE_ONEOFF_LABEL) == "True"
+
+    def host_ports(self, container_port: int) -> list[int]:
+        """The host ports `container_port`/tcp is published on, sorted."""
+        return sorted(set(self.published.get(container_port, ())))
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> DockerContainer:
+        state = data.get("State") or {}
+        health = state.get("Health") or {}
+        log = health.get("Log") or []
+        config = data.get("Config") or {}
+        settings = data.get("NetworkSettings") or {}
+        name = str(data.get("Name", "")).lstrip("/")
+        return cls(
+            id=data.get("Id", ""),
+            name=name,
+            labels=dict(config.get("Labels") or {}),
+            status=state.get("Status") or "",
+            running=bool(state.get("Running")),
+            paused=bool(state.get("Paused")),
+            restarting=bool(state.get("Restarting")),
+            oom_killed=bool(state.get("OOMKilled")),
+            exit_code=state.get("ExitCode"),
+            started_at=state.get("StartedAt"),
+            health=health.get("Status"),
+            health_output=str(log[-1].get("Output", "")) if log else None,
+            env=_environment(config.get("Env") or []),
+            networks={
+                network: Attachment(
+                    name, _address(info.get("IPAddress")), _address(info.get("GlobalIPv6Address"))
+                )
+                for network, info in (settings.get("Networks") or {}).items()
+                if info is not None
+            },
+            published=_published(settings.get("Ports") or {}),
+        )
+
+
+def _environment(items: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return env
+
+
+def _published(ports: Mapping[str, Any]) -> dict[int, tuple[int, ...]]:
+    """`NetworkSettings.Ports` (`{"443/tcp": [{"HostIp": ..., "HostPort": "8443"}]}`) by TCP port."""
+    published: dict[int, tuple[int, ...]] = {}
+    for key, bindings in ports.items():
+        port, _, protocol = key.partition("/")
+        if protocol not in ("tcp", "") or not port.isdigit():
+            continue
+        hosts = [int(b["HostPort"]) for b in bindings or [] if str(b.get("HostPort", "")).isdigit()]
+        published[int(port)] = tuple(hosts)
+    return published
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
 def _address(text: str | None) -> Any:
@@ -267,6 +393,58 @@ class DockerAPI:
                 hint="check that the image is the one you meant",
             )
         return text
+
+    def containers(self, *, project: str | None = None, stopped: bool = False) -> list[ContainerSummary]:
+        """The containers `docker ps` lists (`stopped`: those too), of one Compose project if given."""
+        filters = {"label": f"{COMPOSE_PROJECT_LABEL}={project}"} if project else None
+        try:
+            listed = self.client.api.containers(all=stopped, filters=filters)
+        except Exception as exc:
+            raise _unavailable(self.endpoint, exc) from None
+        return [ContainerSummary.from_api(item) for item in listed]
+
+    def inspect_container(self, container_id: str) -> DockerContainer | None:
+        """`docker inspect` of a container; None when it is gone (removed since it was listed)."""
+        from docker.errors import NotFound
+
+        try:
+            return DockerContainer.from_api(self.client.api.inspect_container(container_id))
+        except NotFound:
+            return None
+        except Exception as exc:
+            raise _unavailable(self.endpoint, exc) from None
+
+    def project_containers(self, project: str) -> list[DockerContainer]:
+        """The containers of a Compose project's services, stopped ones included, one-off `run`s not."""
+        found = []
+        for summary in self.containers(project=project, stopped=True):
+            if (
+                summary.labels.get(COMPOSE_SERVICE_LABEL)
+                and summary.labels.get(COMPOSE_ONEOFF_LABEL) != "True"
+            ):
+                container = self.inspect_container(summary.id)
+                if container is not None:
+                    found.append(container)
+        return found
+
+    def logs(self, container_id: str, *, since: int) -> str:
+        """A container's output (stdout and stderr) since the Unix time `since`.
+
+        The SDK's error passes through: a logging driver `docker logs` cannot read is not an outage.
+        """
+        return _text(
+            self.client.api.logs(container_id, stdout=True, stderr=True, since=since, timestamps=False)
+        )
+
+    def exec_run(self, container_id: str, command: list[str]) -> tuple[int | None, str]:
+        """(exit code, output) of `command` in a running container, as `docker exec` runs it.
+
+        Docker keeps the exec instance with the container; run only commands that change nothing.
+        """
+        api = self.client.api
+        exec_id = api.exec_create(container_id, command, stdout=True, stderr=True)["Id"]
+        output = _text(api.exec_start(exec_id))
+        return api.exec_inspect(exec_id).get("ExitCode"), output
 
     def close(self) -> None:
         self.client.close()

@@ -13,6 +13,7 @@ import bisect
 import io
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -573,28 +574,41 @@ def _encode(key: str, value: str, *, prefer: str | None) -> str:
     )
 
 
+#: (does it apply, what the line is, how to fix it) for a line that holds a key but is not `NAME=value`.
+_LINE_PROBLEMS: tuple[tuple[Callable[[_Entry], bool], str, str], ...] = (
+    (
+        lambda entry: bool(entry.error),
+        "malformed (python-dotenv cannot parse it)",
+        "make it `NAME=value`, with the value in single quotes if it holds spaces, quotes or `#`",
+    ),
+    (
+        lambda entry: entry.key is not None and entry.key.startswith(_BOM),
+        "prefixed by a byte-order mark",
+        "save the file as UTF-8 without BOM",
+    ),
+    (
+        lambda entry: bool(entry.export),
+        "written with an `export ` prefix",
+        "delete `export ` at the start of the line",
+    ),
+    (lambda entry: bool(entry.quoted_key), "written with a quoted name", "remove the quotes around the name"),
+)
+
+
+def _problem(entry: _Entry) -> tuple[str, str]:
+    """What is wrong with a line that holds a key but is not `NAME=value`, and how to fix it."""
+    for applies, what, fix in _LINE_PROBLEMS:
+        if applies(entry):
+            return what, fix
+    return "missing its `=`", "write `NAME=value`"
+
+
 def _describe(entry: _Entry) -> str:
-    if entry.error:
-        return "malformed (python-dotenv cannot parse it)"
-    if entry.key is not None and entry.key.startswith(_BOM):
-        return "prefixed by a byte-order mark"
-    if entry.export:
-        return "written with an `export ` prefix"
-    if entry.quoted_key:
-        return "written with a quoted name"
-    return "missing its `=`"
+    return _problem(entry)[0]
 
 
 def _fix_for(entry: _Entry) -> str:
-    if entry.error:
-        return "make it `NAME=value`, with the value in single quotes if it holds spaces, quotes or `#`"
-    if entry.key is not None and entry.key.startswith(_BOM):
-        return "save the file as UTF-8 without BOM"
-    if entry.export:
-        return "delete `export ` at the start of the line"
-    if entry.quoted_key:
-        return "remove the quotes around the name"
-    return "write `NAME=value`"
+    return _problem(entry)[1]
 
 
 def _statement_problems(entry: _Entry, key: str) -> list[str]:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scaffold.gitutil import git_env
+from scaffold.gitutil import run_git
 
 #: File versions larger than this are not searched (images, dumps); the same limit as for tracked files.
 MAX_BLOB_BYTES = 5 * 1024 * 1024
@@ -117,15 +117,7 @@ def _run(root: Path, args: list[str], *, stdin: bytes | None = None, deadline: f
     if remaining <= 0:
         return None
     try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=root,
-            input=stdin,
-            capture_output=True,
-            timeout=remaining,
-            check=False,
-            env=git_env(),
-        )
+        result = run_git(root, args, timeout=remaining, stdin=stdin, text=False)
     except subprocess.TimeoutExpired:
         return None
     except OSError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from scaffold.errors import GitError
 
@@ -19,11 +20,25 @@ FALLBACK_IDENTITY = ("-c", "user.name=scaffold", "-c", "user.email=scaffold@loca
 GIT_TIMEOUT = 60.0
 
 
-def git_env() -> dict[str, str]:
-    """The environment of every git call: no prompt (credentials or passphrase), C locale."""
+def run_git(
+    cwd: Path | None, args: list[str], *, timeout: float, stdin: bytes | None = None, text: bool = True
+) -> subprocess.CompletedProcess[Any]:
+    """`git ARGS` as scaffold runs it: never prompting, English messages, output captured.
+
+    subprocess's errors (git missing, timeout) pass through for the caller to word.
+    """
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-    return env
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # no passphrase prompt either
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=text,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def git(
@@ -32,15 +47,7 @@ def git(
     """Run `git ARGS` in `cwd`; with `check`, a non-zero exit is a GitError quoting git's message."""
     command = " ".join(("git", *args))
     try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            env=git_env(),
-            timeout=timeout,
-            check=False,
-        )
+        result = run_git(cwd, list(args), timeout=timeout)
     except FileNotFoundError:
         if cwd is not None and not cwd.is_dir():
             raise GitError(f"{cwd} is not a folder", hint="check the path and run again") from None

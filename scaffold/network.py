@@ -74,8 +74,11 @@ def _occupied(
 def _decide_one(
     inputs: _Inputs, key: str, answer: str, version: int, decision: SubnetDecision
 ) -> Network | None:
-    """Decide one address family's subnet; None when it cannot be decided (error recorded)."""
-    env, project = inputs.env, inputs.answers.project_name
+    """Decide one address family's subnet: pinned, else from Docker, else existing or free.
+
+    None when it cannot be decided (the error is recorded).
+    """
+    env = inputs.env
     current_text = env.get(key) or ""
     own_subnets = [s for s in (inputs.own.subnets if inputs.own else ()) if s.version == version]
     actual = own_subnets[0] if own_subnets else None
@@ -84,27 +87,8 @@ def _decide_one(
     wanted_text = answer if answer != "auto" else None
     if env.is_pinned(key) and current_text:
         wanted_text, pinned_by = current_text, f"`# pinned` in .env ({key})"
-
     if wanted_text is not None:
-        try:
-            wanted = parse_subnet(wanted_text)
-            if wanted.version != version:
-                raise SubnetError(
-                    f"{wanted} is not an IPv{version} subnet", hint=f"give an IPv{version} CIDR for {key}"
-                )
-            if actual is None:
-                check_user_subnet(wanted, inputs.occupied)
-        except SubnetError as exc:
-            decision.errors.append(f"{key}: {exc.message} (set by {pinned_by}); fix: {exc.hint}")
-            return None
-        if actual is not None and actual != wanted:
-            decision.errors.append(
-                f"{key}: Docker's network '{inputs.own.name}' has {actual}, but {pinned_by} says {wanted}. "
-                "fix: recreate the network with `docker compose down && docker compose up -d` (volumes "
-                f"and data are kept), or change the pin to {actual}"
-            )
-        return wanted
-
+        return _pinned(inputs, key, version, decision, wanted_text, pinned_by, actual)
     if actual is None and inputs.own is not None:
         decision.errors.append(
             f"{key}: Docker's network '{inputs.own.name}' has no IPv{version} subnet (it was created before "
@@ -113,11 +97,47 @@ def _decide_one(
         )
     if actual is not None:
         if current_text and current_text != str(actual):
-            decision.notes.append(
-                f"{key}: .env had {current_text}, Docker's network '{inputs.own.name}' has {actual}"
-            )
+            name = inputs.own.name if inputs.own else "?"
+            decision.notes.append(f"{key}: .env had {current_text}, Docker's network '{name}' has {actual}")
         return actual
+    return _existing_or_free(inputs, key, version, decision, current_text)
 
+
+def _pinned(
+    inputs: _Inputs,
+    key: str,
+    version: int,
+    decision: SubnetDecision,
+    wanted_text: str,
+    pinned_by: str,
+    actual: Network | None,
+) -> Network | None:
+    """The subnet an answer or a `# pinned` line asks for, checked against Docker and the host."""
+    try:
+        wanted = parse_subnet(wanted_text)
+        if wanted.version != version:
+            raise SubnetError(
+                f"{wanted} is not an IPv{version} subnet", hint=f"give an IPv{version} CIDR for {key}"
+            )
+        if actual is None:
+            check_user_subnet(wanted, inputs.occupied)
+    except SubnetError as exc:
+        decision.errors.append(f"{key}: {exc.message} (set by {pinned_by}); fix: {exc.hint}")
+        return None
+    if actual is not None and actual != wanted:
+        name = inputs.own.name if inputs.own else "?"
+        decision.errors.append(
+            f"{key}: Docker's network '{name}' has {actual}, but {pinned_by} says {wanted}. "
+            "fix: recreate the network with `docker compose down && docker compose up -d` (volumes "
+            f"and data are kept), or change the pin to {actual}"
+        )
+    return wanted
+
+
+def _existing_or_free(
+    inputs: _Inputs, key: str, version: int, decision: SubnetDecision, current_text: str
+) -> Network | None:
+    """Without a network yet: keep the subnet .env has while it is still free, else choose a free one."""
     if current_text:
         try:
             current = parse_subnet(current_text)
@@ -132,6 +152,7 @@ def _decide_one(
                     f"{key}: {current} in .env now overlaps {clashes[0].network} ({clashes[0].owner}); "
                     "choosing a free one"
                 )
+    project = inputs.answers.project_name
     candidates = v4_candidates(project) if version == 4 else v6_candidates(project)
     try:
         return choose_free(candidates, inputs.occupied)

@@ -22,12 +22,14 @@ from typing import Any
 
 import pytest
 
-from scaffold import doctor, doctor_core, doctor_tls, envkeys
+from scaffold import doctor, envkeys
 from scaffold.answers import Answers
 from scaffold.cli import main as cli_main
-from scaffold.doctor_core import Context
-from scaffold.doctor_files import missing_proxy_headers, nginx_config_text
-from scaffold.doctor_network import (
+from scaffold.dockerapi import DockerContainer
+from scaffold.doctor import core as doctor_core
+from scaffold.doctor import tls as doctor_tls
+from scaffold.doctor.core import Context
+from scaffold.doctor.network import (
     _fib_trie_locals,
     _if_inet6_locals,
     classify_dns,
@@ -35,10 +37,11 @@ from scaffold.doctor_network import (
     probe_port,
     resolve,
 )
-from scaffold.doctor_stack import describe_service, judge_websocket
-from scaffold.doctor_tls import PLACEHOLDER_SUBJECT, cert_info, evaluate_certificate, name_matches
-from scaffold.doctor_trust import excess_ranges, json_entries, looks_like_json, uncovered
-from scaffold.doctor_versions import check_template_current, compare_template
+from scaffold.doctor.proxy.headers import missing_proxy_headers, nginx_config_text
+from scaffold.doctor.stack.services import describe_service, judge_websocket
+from scaffold.doctor.tls import PLACEHOLDER_SUBJECT, cert_info, evaluate_certificate, name_matches
+from scaffold.doctor.trust import excess_ranges, json_entries, looks_like_json, uncovered
+from scaffold.doctor.versions import check_template_current, compare_template
 from scaffold.errors import DockerUnavailable
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "doctor.md"
@@ -315,8 +318,68 @@ def test_a_port_in_use_is_found_with_its_program() -> None:
 # --------------------------------------------------------------------------- services and WebSocket
 
 
-def container(state: dict[str, Any]) -> dict[str, Any]:
-    return {"Id": "abc", "Name": "/p-worker-1", "State": {"Running": False, **state}}
+def container(state: dict[str, Any]) -> DockerContainer:
+    """A container as `docker inspect` describes it, with `state` in its State."""
+    return DockerContainer.from_api(
+        {"Id": "abc", "Name": "/p-worker-1", "State": {"Running": False, **state}}
+    )
+
+
+#: `docker inspect` of a Compose-made nginx container (Docker 20.10), trimmed to the parts doctor reads.
+NGINX_INSPECT: dict[str, Any] = {
+    "Id": "4f1c0e",
+    "Name": "/sso-nginx-1",
+    "State": {
+        "Status": "running",
+        "Running": True,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "ExitCode": 0,
+        "StartedAt": "2026-11-27T21:22:24.237887853Z",
+        "Health": {
+            "Status": "unhealthy",
+            "Log": [{"ExitCode": 1, "Output": "old\n"}, {"Output": "refused\n"}],
+        },
+    },
+    "Config": {
+        "Env": ["NGINX_VERSION=1.27", "EMPTY=", "WITH_EQUALS=a=b"],
+        "Labels": {"com.docker.compose.project": "sso", "com.docker.compose.service": "nginx"},
+    },
+    "NetworkSettings": {
+        "Ports": {
+            "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}],
+            "443/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8443"}],
+            "443/udp": [{"HostIp": "0.0.0.0", "HostPort": "9443"}],
+            "9000/tcp": None,
+        },
+        "Networks": {
+            "sso_proxy": {"IPAddress": "10.1.2.3", "GlobalIPv6Address": "fd00::3"},
+            "sso_default": {"IPAddress": "", "GlobalIPv6Address": ""},
+        },
+    },
+}
+
+
+def test_container_record_reads_what_docker_inspect_says() -> None:
+    nginx = DockerContainer.from_api(NGINX_INSPECT)
+    assert (nginx.id, nginx.name, nginx.service, nginx.one_off) == ("4f1c0e", "sso-nginx-1", "nginx", False)
+    assert nginx.running and nginx.status == "running" and nginx.exit_code == 0
+    assert (nginx.health, nginx.health_output) == ("unhealthy", "refused\n")
+    assert dict(nginx.env) == {"NGINX_VERSION": "1.27", "EMPTY": "", "WITH_EQUALS": "a=b"}
+    assert nginx.host_ports(80) == [8080] and nginx.host_ports(443) == [8443]
+    assert nginx.host_ports(9000) == [] and nginx.host_ports(22) == []
+    proxy = nginx.networks["sso_proxy"]
+    assert (str(proxy.ipv4), str(proxy.ipv6)) == ("10.1.2.3", "fd00::3")
+    assert nginx.networks["sso_default"].ipv4 is None
+    started = doctor_core.parse_docker_time(nginx.started_at)
+    assert started is not None and started.year == 2026
+    bare = DockerContainer.from_api({"Id": "x"})  # a container Docker describes with nothing more
+    assert not bare.running and bare.health is None and dict(bare.env) == {} and bare.host_ports(443) == []
+    assert (
+        describe_service("nginx", nginx).status == "fail"
+        and "refused" in describe_service("nginx", nginx).message
+    )
 
 
 def test_service_states() -> None:
@@ -676,12 +739,9 @@ _TYPES = {
 
 def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
     """A hand-written validator for the JSON Schema keywords JSON_SCHEMA uses."""
-    errors: list[str] = []
     if "oneOf" in schema:
         matching = [s for s in schema["oneOf"] if not schema_errors(value, s, where)]
-        if len(matching) != 1:
-            errors.append(f"{where}: matches {len(matching)} of oneOf")
-        return errors
+        return [] if len(matching) == 1 else [f"{where}: matches {len(matching)} of oneOf"]
     if "type" in schema:
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         ok = any(
@@ -689,20 +749,30 @@ def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[
         )
         if not ok:
             return [f"{where}: {value!r} is not {types}"]
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{where}: {value!r} != {schema['const']!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{where}: {value!r} not in {schema['enum']}")
-    if "minimum" in schema and value < schema["minimum"]:
-        errors.append(f"{where}: {value} < {schema['minimum']}")
-    if "minLength" in schema and len(value) < schema["minLength"]:
-        errors.append(f"{where}: too short")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
-        errors.append(f"{where}: {value!r} does not match {schema['pattern']}")
+    return _value_errors(value, schema, where) + _member_errors(value, schema, where)
+
+
+def _value_errors(value: Any, schema: dict[str, Any], where: str) -> list[str]:
+    """const, enum, minimum, minLength and pattern."""
+    checks = [
+        ("const", lambda: value != schema["const"], f"{value!r} != {schema.get('const')!r}"),
+        ("enum", lambda: value not in schema["enum"], f"{value!r} not in {schema.get('enum')}"),
+        ("minimum", lambda: value < schema["minimum"], f"{value} < {schema.get('minimum')}"),
+        ("minLength", lambda: len(value) < schema["minLength"], "too short"),
+        (
+            "pattern",
+            lambda: not re.search(schema["pattern"], value),
+            f"{value!r} does not match {schema.get('pattern')}",
+        ),
+    ]
+    return [f"{where}: {text}" for keyword, failed, text in checks if keyword in schema and failed()]
+
+
+def _member_errors(value: Any, schema: dict[str, Any], where: str) -> list[str]:
+    """required, properties, additionalProperties and items."""
+    errors: list[str] = []
     if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                errors.append(f"{where}: missing {key}")
+        errors += [f"{where}: missing {key}" for key in schema.get("required", []) if key not in value]
         properties = schema.get("properties", {})
         for key, item in value.items():
             if key in properties:
@@ -814,7 +884,7 @@ def point_current_at_pair(project: Path, chain: str | bytes, key: str | bytes) -
 
 def loadable(project: Path) -> doctor_core.Outcome:
     ctx = offline_context(project)
-    ctx.cache["tls"] = doctor_tls.Observed(serve_error="nothing answers in this test")
+    doctor_tls.observe.seed(ctx, doctor_tls.Observed(serve_error="nothing answers in this test"))
     return doctor_tls.check_loadable(ctx)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from scaffold.answers import Answers
-from scaffold.doctor_backup import check_backup_age
-from scaffold.doctor_core import Context
+from scaffold.doctor.backup import check_backup_age
+from scaffold.doctor.core import Context
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 

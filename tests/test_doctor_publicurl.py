@@ -6,8 +6,8 @@ Pure functions, no Docker: the live check runs on the router stack in test_e2e_p
 from __future__ import annotations
 
 from scaffold.answers import Answers
-from scaffold.doctor_publicurl import judge_public_url
-from scaffold.doctor_realip import parse_upstream_proxies
+from scaffold.doctor.stack.publicurl import judge_public_url
+from scaffold.doctor.upstream import parse_upstream_proxies
 
 NONE = parse_upstream_proxies("")
 

@@ -13,8 +13,15 @@ from typing import Any
 import pytest
 from test_doctor import DOMAIN, offline_context
 
-from scaffold import doctor_clientaddr
-from scaffold.doctor_clientaddr import (
+from scaffold.dockerapi import DockerContainer
+from scaffold.doctor.core import Context
+from scaffold.doctor.proxy.realip import (
+    CLOUDFLARE_CONF,
+    REAL_IP_CONF,
+    check_real_ip,
+)
+from scaffold.doctor.stack import clientaddr as doctor_clientaddr
+from scaffold.doctor.stack.clientaddr import (
     FORGED,
     MARK,
     check_client_address,
@@ -23,15 +30,7 @@ from scaffold.doctor_clientaddr import (
     logged_address,
     parse_address,
 )
-from scaffold.doctor_core import Context
-from scaffold.doctor_realip import (
-    CLOUDFLARE_CONF,
-    REAL_IP_CONF,
-    check_real_ip,
-    directives,
-    parse_upstream_proxies,
-    trusted_upstream,
-)
+from scaffold.doctor.upstream import directives, parse_upstream_proxies
 
 REPO = Path(__file__).resolve().parents[1]
 net = ipaddress.ip_network
@@ -310,9 +309,9 @@ def test_warnings_for_what_cannot_be_checked_or_is_not_loaded(tmp_path: Path) ->
 
 def test_trusted_upstream_includes_cloudflares_ranges_from_the_project(tmp_path: Path) -> None:
     root = write_project(tmp_path)
-    ranges = trusted_upstream(offline_context(root, upstream_proxies="cloudflare, 192.0.2.10"))
+    ranges = offline_context(root, upstream_proxies="cloudflare, 192.0.2.10").trusted_upstream
     assert ranges == [net("192.0.2.10/32"), net("173.245.48.0/20"), net("2400:cb00::/32")]
-    assert trusted_upstream(offline_context(root, upstream_proxies="192.0.2.10")) == [net("192.0.2.10/32")]
+    assert offline_context(root, upstream_proxies="192.0.2.10").trusted_upstream == [net("192.0.2.10/32")]
 
 
 @pytest.mark.parametrize(
@@ -434,26 +433,28 @@ class FakeNginx:
             )
         return 200, {}
 
-    # the Docker SDK's low-level `logs`
-    def logs(self, container_id, stdout, stderr, since, timestamps):
-        assert container_id == "nginx-id" and stdout and stderr and not timestamps
+    # DockerAPI.logs
+    def logs(self, container_id: str, *, since: int) -> str:
+        assert container_id == "nginx-id"
         self.since.append(since)
-        return ("\n".join(self.lines) + "\n").encode()
+        return "\n".join(self.lines) + "\n"
 
 
 class FakeDocker:
     is_local = True
     endpoint = "unix:///var/run/docker.sock"
 
-    def __init__(self, api: Any) -> None:
-        self.client = type("Client", (), {"api": api})()
+    def __init__(self, nginx: FakeNginx) -> None:
+        self.logs = nginx.logs
 
 
 def live_context(root: Path, nginx: FakeNginx, **answers: Any) -> Context:
     """A Context whose Docker is `nginx`'s fake and whose nginx container runs."""
     ctx = offline_context(root, **answers)
     ctx.__dict__["_docker_connection"] = (FakeDocker(nginx), None)
-    ctx.__dict__["containers"] = {"nginx": [{"Id": "nginx-id", "State": {"Running": True}}]}
+    ctx.__dict__["containers"] = {
+        "nginx": [DockerContainer.from_api({"Id": "nginx-id", "State": {"Running": True}})]
+    }
     return ctx
 
 

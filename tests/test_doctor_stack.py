@@ -30,7 +30,8 @@ from stack import DOMAIN, Stack, running_stack
 from test_doctor import assert_valid_report, make_cert
 
 from scaffold.cli import main as cli_main
-from scaffold.doctor_tls import PLACEHOLDER_SUBJECT, cert_info, fetch_served_certificate
+from scaffold.doctor.probes import fetch_served_certificate
+from scaffold.doctor.tls import PLACEHOLDER_SUBJECT, cert_info
 from scaffold.subnets import trusted_cidrs, trusted_ranges
 
 pytestmark = pytest.mark.docker
@@ -171,7 +172,7 @@ def serving(stack: Stack, target: str) -> Iterator[None]:
 
 
 def _der_of(path: Path) -> bytes:
-    from scaffold.doctor_tls import read_pem_certificate
+    from scaffold.doctor.tls import read_pem_certificate
 
     return read_pem_certificate(path)
 

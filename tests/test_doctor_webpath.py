@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 from test_doctor import DOMAIN, SECRETS, env_text, make_cert, offline_context
 
-from scaffold import doctor_flow, doctor_stack
-from scaffold.doctor_core import Context, normalize_web_path
-from scaffold.doctor_flow import Hop, check_login_flow, judge_login_flow, next_path, walk
-from scaffold.doctor_stack import check_env_applied, check_websocket, compose_web_path, https_get
+from scaffold.dockerapi import DockerContainer
+from scaffold.doctor.core import Context, normalize_web_path
+from scaffold.doctor.probes import https_get
+from scaffold.doctor.stack import flow as doctor_flow
+from scaffold.doctor.stack import services as doctor_stack
+from scaffold.doctor.stack.flow import Hop, check_login_flow, judge_login_flow, next_path, walk
+from scaffold.doctor.stack.services import check_env_applied, check_websocket, compose_web_path
 
 ORIGIN = DOMAIN
 FLOW = "/auth/if/flow/default-authentication-flow/?next=%2Fauth%2Fif%2Fuser%2F"
@@ -150,15 +153,17 @@ class FakeDocker:
     endpoint = "unix:///var/run/docker.sock"
 
 
-def running(env: dict[str, str] | None = None, health: str = "healthy", cid: str = "c") -> dict[str, Any]:
-    return {
-        "Id": cid,
-        "State": {"Running": True, "Health": {"Status": health}},
-        "Config": {"Env": [f"{key}={value}" for key, value in (env or {}).items()]},
-    }
+def running(env: dict[str, str] | None = None, health: str = "healthy", cid: str = "c") -> DockerContainer:
+    return DockerContainer.from_api(
+        {
+            "Id": cid,
+            "State": {"Running": True, "Health": {"Status": health}},
+            "Config": {"Env": [f"{key}={value}" for key, value in (env or {}).items()]},
+        }
+    )
 
 
-def live_context(root: Path, containers: dict[str, list[dict[str, Any]]], **answers: Any) -> Context:
+def live_context(root: Path, containers: dict[str, list[DockerContainer]], **answers: Any) -> Context:
     ctx = offline_context(root, **answers)
     ctx.__dict__["_docker_connection"] = (FakeDocker(), None)
     ctx.__dict__["containers"] = containers

@@ -23,7 +23,7 @@ from stack import REPO_ROOT
 from scaffold import template_source
 from scaffold.answer_rules import problem_with
 from scaffold.cli import build_parser
-from scaffold.doctor_versions import compare_template
+from scaffold.doctor.versions import compare_template
 from scaffold.errors import EXIT_CODES, GitError, TemplateError
 from scaffold.gitutil import git
 from scaffold.releases import KNOWN_LINES, OLDEST_SUPPORTED, is_known_line, is_supported, parse_version

@@ -15,9 +15,9 @@ import queue
 import socket
 import threading
 from pathlib import Path
-from typing import Any
 
-from scaffold.doctor_core import NET_TIMEOUT, Check, Context, Outcome, fail, ok, skip, warn
+from scaffold.doctor.core import NET_TIMEOUT, Check, Context, Outcome, fail, ok, skip, warn
+from scaffold.errors import DockerUnavailable
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 PROC = Path("/proc")
@@ -190,8 +190,8 @@ def accepts(port: int, timeout: float = NET_TIMEOUT) -> bool:
         return False
 
 
-def listener_process(port: int, proc: Path = PROC) -> str | None:
-    """The program listening on TCP `port` ("name (pid N)"), when /proc lets us see it."""
+def _listening_inodes(port: int, proc: Path) -> set[str]:
+    """The socket inodes of TCP listeners on `port` (/proc/net/tcp and tcp6)."""
     inodes: set[str] = set()
     for name in ("net/tcp", "net/tcp6"):
         try:
@@ -202,19 +202,29 @@ def listener_process(port: int, proc: Path = PROC) -> str | None:
             fields = line.split()
             if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(fields[9])
+    return inodes
+
+
+def _holds_socket(pid_dir: Path, targets: set[str]) -> bool:
+    try:
+        return any(os.readlink(fd) in targets for fd in (pid_dir / "fd").iterdir())
+    except OSError:
+        return False
+
+
+def listener_process(port: int, proc: Path = PROC) -> str | None:
+    """The program listening on TCP `port` ("name (pid N)"), when /proc lets us see it."""
+    inodes = _listening_inodes(port, proc)
     if not inodes:
         return None
     targets = {f"socket:[{inode}]" for inode in inodes}
     for pid_dir in proc.iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            for fd in (pid_dir / "fd").iterdir():
-                if os.readlink(fd) in targets:
-                    comm = (pid_dir / "comm").read_text().strip()
-                    return f"{comm} (pid {pid_dir.name})"
-        except OSError:
-            continue
+        if pid_dir.name.isdigit() and _holds_socket(pid_dir, targets):
+            try:
+                comm = (pid_dir / "comm").read_text().strip()
+            except OSError:
+                continue
+            return f"{comm} (pid {pid_dir.name})"
     return None
 
 
@@ -223,26 +233,15 @@ def _publisher(ctx: Context, port: int) -> str | None:
     if ctx.docker is None:
         return None
     try:
-        running = ctx.docker.client.api.containers()
-    except Exception:
+        running = ctx.docker.containers()
+    except DockerUnavailable:
         return None
-    own = {data.get("Id") for items in ctx.containers.values() for data in items}
-    for summary in running:
-        if summary.get("Id") in own:
-            continue
-        for binding in summary.get("Ports") or []:
-            if binding.get("PublicPort") == port and binding.get("Type", "tcp") == "tcp":
-                return (summary.get("Names") or ["?"])[0].lstrip("/")
-    return None
-
-
-def published_ports(nginx: dict[str, Any], container_port: int) -> list[int]:
-    """The host ports the nginx container publishes its `container_port` on, from `docker inspect`."""
-    ports = ((nginx.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{container_port}/tcp") or []
-    return sorted({int(b["HostPort"]) for b in ports if str(b.get("HostPort", "")).isdigit()})
+    own = {container.id for items in ctx.containers.values() for container in items}
+    return next((c.name for c in running if c.id not in own and port in c.public_tcp_ports), None)
 
 
 def check_port(ctx: Context, *, answer: str, container_port: int) -> Outcome:
+    """Whether `answer`'s host port is published by this stack's nginx, or free for it."""
     port = ctx.http_port if answer == "http_port" else ctx.https_port
     if ctx.docker is not None and not ctx.docker.is_local:
         return skip(
@@ -256,29 +255,7 @@ def check_port(ctx: Context, *, answer: str, container_port: int) -> Outcome:
         )
     nginx = ctx.running("nginx")
     if nginx is not None:
-        bound = published_ports(nginx, container_port)
-        if port in bound:
-            if accepts(port):
-                return ok(f"port {port} ({answer}) is published by this stack's nginx and answers{note}")
-            return fail(
-                f"port {port} ({answer}) is published by this stack's nginx but nothing answers on "
-                f"127.0.0.1:{port}",
-                "`docker compose logs nginx`; restart it with `docker compose restart nginx`",
-            )
-        if not bound:
-            return warn(
-                f"nginx runs but does not publish its port {container_port}: nothing reaches it on "
-                f"{answer}={port}",
-                "restore the `ports:` of nginx in compose.yaml (`git diff compose.yaml`), then "
-                "`docker compose up -d nginx`",
-            )
-        if bound:
-            return warn(
-                f"nginx publishes its port {container_port} on host port {', '.join(map(str, bound))}, "
-                f"but the answers say {answer}={port}",
-                "restore the `ports:` of nginx in compose.yaml (`git diff compose.yaml`), or record the "
-                f"port: `scaffold update --data {answer}={bound[0]}`",
-            )
+        return _published_by_nginx(nginx.host_ports(container_port), port, answer, container_port, note)
     other = _publisher(ctx, port)
     if other is not None:
         return fail(
@@ -287,6 +264,36 @@ def check_port(ctx: Context, *, answer: str, container_port: int) -> Outcome:
             f"stop that container (`docker stop {other}`) or give this stack another port "
             f"(`scaffold update --data {answer}=<port>`)",
         )
+    return _free_for_nginx(port, answer, note)
+
+
+def _published_by_nginx(bound: list[int], port: int, answer: str, container_port: int, note: str) -> Outcome:
+    """nginx publishes `container_port` on the host ports `bound`: is `port` one of them, and answering?"""
+    if port in bound:
+        if accepts(port):
+            return ok(f"port {port} ({answer}) is published by this stack's nginx and answers{note}")
+        return fail(
+            f"port {port} ({answer}) is published by this stack's nginx but nothing answers on "
+            f"127.0.0.1:{port}",
+            "`docker compose logs nginx`; restart it with `docker compose restart nginx`",
+        )
+    if not bound:
+        return warn(
+            f"nginx runs but does not publish its port {container_port}: nothing reaches it on "
+            f"{answer}={port}",
+            "restore the `ports:` of nginx in compose.yaml (`git diff compose.yaml`), then "
+            "`docker compose up -d nginx`",
+        )
+    return warn(
+        f"nginx publishes its port {container_port} on host port {', '.join(map(str, bound))}, "
+        f"but the answers say {answer}={port}",
+        "restore the `ports:` of nginx in compose.yaml (`git diff compose.yaml`), or record the "
+        f"port: `scaffold update --data {answer}={bound[0]}`",
+    )
+
+
+def _free_for_nginx(port: int, answer: str, note: str) -> Outcome:
+    """No container publishes `port`: whether another program holds it."""
     state, detail = probe_port(port)
     if state == "in-use":
         holder = listener_process(port) or "another program"

@@ -13,7 +13,7 @@ import re
 
 from scaffold.archive import archives_of, describe_age
 from scaffold.backup import default_archive_dir
-from scaffold.doctor_core import Check, Context, Outcome, ok, skip, warn
+from scaffold.doctor.core import Check, Context, Outcome, ok, skip, warn
 
 #: A nightly backup that is older than this missed at least one night.
 STALE_AFTER = dt.timedelta(days=2)

@@ -9,79 +9,34 @@ check reads what nginx will load and compares it with the answer. No network, no
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scaffold.answer_rules import BROADEST_UPSTREAM_PREFIX, CLOUDFLARE, split_upstream_proxies
-from scaffold.doctor_core import Check, Context, Outcome, fail, ok, skip, warn
+from scaffold.answer_rules import BROADEST_UPSTREAM_PREFIX
+from scaffold.doctor.core import RELOAD, Context, Outcome, fail, ok, skip, warn
+from scaffold.doctor.upstream import (
+    ANSWER,
+    CLOUDFLARE_CONF,
+    UpstreamAnswer,
+    directives,
+    parse_range,
+    read_text,
+)
 from scaffold.subnets import Network
 
-ANSWER = "upstream_proxies"
 REAL_IP_CONF = "nginx/snippets/real-ip.conf"
-CLOUDFLARE_CONF = "nginx/snippets/cloudflare-ranges.conf"
 SITE_CONF = "nginx/conf.d/authentik.conf"
-XFF, CF_HEADER = "X-Forwarded-For", "CF-Connecting-IP"
 #: The folders compose.yaml mounts into the nginx container, for following `include`.
 MOUNTS = (
     ("/etc/nginx/snippets/", "nginx/snippets/"),
     ("/etc/nginx/conf.d/", "nginx/conf.d/"),
     ("/etc/nginx/custom/", "nginx/custom/"),
 )
-RELOAD = "`docker compose exec nginx nginx -t && docker compose exec nginx nginx -s reload`"
 RERENDER = (
     f"the template renders {REAL_IP_CONF} from the upstream_proxies answer: restore it with "
     f"`git checkout -- {REAL_IP_CONF}` (`git diff nginx/` shows hand edits), and change the answer with "
     "`scaffold update --data upstream_proxies='ADDRESS, ...'`"
 )
-_DIRECTIVE = re.compile(
-    r"(?<![\w$.-])(set_real_ip_from|real_ip_header|real_ip_recursive|include)\s+([^;{}]*?)\s*;"
-)
-
-
-@dataclass(frozen=True)
-class UpstreamAnswer:
-    """The `upstream_proxies` answer: address ranges, whether `cloudflare` is listed, and junk."""
-
-    ranges: tuple[Network, ...] = ()
-    cloudflare: bool = False
-    unreadable: tuple[str, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not (self.ranges or self.cloudflare or self.unreadable)
-
-    @property
-    def header(self) -> str:
-        """The header the template reads the client's address from for this answer."""
-        return CF_HEADER if self.cloudflare else XFF
-
-
-def parse_upstream_proxies(value: object) -> UpstreamAnswer:
-    """The answer as found on disk (maybe hand-edited): unlike the question's rule, junk is collected
-    and host bits are ignored (as nginx does), so doctor can report them instead of stopping."""
-    ranges: list[Network] = []
-    unreadable: list[str] = []
-    cloudflare = False
-    for item in split_upstream_proxies(value):
-        if item.lower() == CLOUDFLARE:
-            cloudflare = True
-            continue
-        network = parse_range(item)
-        if network is None:
-            unreadable.append(item)
-        elif network not in ranges:
-            ranges.append(network)
-    return UpstreamAnswer(tuple(ranges), cloudflare, tuple(unreadable))
-
-
-def parse_range(text: str) -> Network | None:
-    """An address or CIDR as nginx reads it (host bits ignored), None for anything else."""
-    try:
-        return ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -112,17 +67,6 @@ class RealIpSettings:
     included_in_site: bool = True
 
 
-def directives(text: str) -> list[tuple[str, str, int]]:
-    """(name, argument, brace depth) of each real-IP directive and `include` in `text`."""
-    text = re.sub(r"(?m)#.*$", "", text)
-    found = []
-    for match in _DIRECTIVE.finditer(text):
-        before = text[: match.start()]
-        depth = before.count("{") - before.count("}")
-        found.append((match.group(1), match.group(2).strip().strip("\"'"), depth))
-    return found
-
-
 def _project_paths(root: Path, argument: str) -> list[Path] | None:
     """The project files an `include` argument names (a glob may name none); None: outside them."""
     target = argument if argument.startswith("/") else f"/etc/nginx/{argument}"
@@ -133,13 +77,6 @@ def _project_paths(root: Path, argument: str) -> list[Path] | None:
                 return sorted(root.glob(relative))
             return [root / relative]
     return None
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
 
 
 def _apply(settings: RealIpSettings, name: str, value: str, source: str) -> None:
@@ -162,28 +99,35 @@ def _walk(
     seen.add(path.resolve())
     source = path.relative_to(root).as_posix()
     in_real_ip = source == REAL_IP_CONF
-    for name, value, depth in directives(_read(path) or ""):
+    for name, value, depth in directives(read_text(path) or ""):
         if top_level_only and depth > 0:
             continue
         if name != "include":
             _apply(settings, name, value, source)
             continue
-        paths = _project_paths(root, value)
-        if paths is None:
-            if in_real_ip:
-                settings.unreadable_includes.append(f"{value} (outside the project's nginx folders)")
-            continue
-        for included in paths:
-            if included.relative_to(root).as_posix() == CLOUDFLARE_CONF:
-                settings.cloudflare_included = True
-                if not included.is_file():
-                    settings.cloudflare_state = "missing"
-                    continue
+        _include(root, value, settings, seen, in_real_ip=in_real_ip)
+
+
+def _include(
+    root: Path, argument: str, settings: RealIpSettings, seen: set[Path], *, in_real_ip: bool
+) -> None:
+    """Follow one `include`: walk the project files it names, noting what cannot be read."""
+    paths = _project_paths(root, argument)
+    if paths is None:
+        if in_real_ip:
+            settings.unreadable_includes.append(f"{argument} (outside the project's nginx folders)")
+        return
+    for included in paths:
+        if included.relative_to(root).as_posix() == CLOUDFLARE_CONF:
+            settings.cloudflare_included = True
             if not included.is_file():
-                if in_real_ip:
-                    settings.unreadable_includes.append(f"{value} (missing)")
-            elif included.resolve() not in seen:
-                _walk(root, included, settings, seen)
+                settings.cloudflare_state = "missing"
+                continue
+        if not included.is_file():
+            if in_real_ip:
+                settings.unreadable_includes.append(f"{argument} (missing)")
+        elif included.resolve() not in seen:
+            _walk(root, included, settings, seen)
 
 
 def read_settings(root: Path) -> RealIpSettings:
@@ -196,7 +140,7 @@ def read_settings(root: Path) -> RealIpSettings:
     seen: set[Path] = set()
     _walk(root, root / REAL_IP_CONF, settings, seen)
     site = root / SITE_CONF
-    site_text = _read(site)
+    site_text = read_text(site)
     if site_text is not None:
         settings.included_in_site = any(
             name == "include" and value.endswith("real-ip.conf") for name, value, _ in directives(site_text)
@@ -421,19 +365,6 @@ def judge_real_ip(answer: UpstreamAnswer, settings: RealIpSettings) -> Outcome:
     )
 
 
-def trusted_upstream(ctx: Context) -> list[Network]:
-    """The ranges upstream_proxies means, Cloudflare's (from the project's file) included."""
-    answer = parse_upstream_proxies(ctx.answer(ANSWER, ""))
-    ranges = list(answer.ranges)
-    if answer.cloudflare:
-        text = _read(ctx.root / CLOUDFLARE_CONF) or ""
-        for name, value, _ in directives(text):
-            network = parse_range(value) if name == "set_real_ip_from" else None
-            if network is not None:
-                ranges.append(network)
-    return ranges
-
-
 def check_real_ip(ctx: Context) -> Outcome:
     if not (ctx.root / REAL_IP_CONF).is_file():
         if ANSWER not in (ctx.answers.raw or {}):
@@ -446,8 +377,4 @@ def check_real_ip(ctx: Context) -> Outcome:
             f"{REAL_IP_CONF} is missing: {SITE_CONF} includes it, so nginx refuses to start or reload",
             f"`git checkout -- {REAL_IP_CONF}` (or `scaffold update` renders it again); then {RELOAD}",
         )
-    answer = parse_upstream_proxies(ctx.answer(ANSWER, ""))
-    return judge_real_ip(answer, read_settings(ctx.root))
-
-
-CHECKS = (Check("proxy.real-ip", check_real_ip),)
+    return judge_real_ip(ctx.upstream_answer, read_settings(ctx.root))

@@ -8,7 +8,7 @@ how fixes reach a stack, so doctor says when one exists (as `copier check-update
 from __future__ import annotations
 
 from scaffold import envkeys, template_source
-from scaffold.doctor_core import Check, Context, Outcome, fail, ok, skip, warn
+from scaffold.doctor.core import Check, Context, Outcome, fail, ok, skip, warn
 from scaffold.errors import TemplateError
 
 #: Seconds doctor gives the template source to list its tags (doctor must stay fast).

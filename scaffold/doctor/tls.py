@@ -12,23 +12,24 @@ import datetime as dt
 import hashlib
 import os
 import re
-import socket
 import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from scaffold.doctor_core import (
-    NET_TIMEOUT,
+from scaffold.doctor.core import (
     Check,
     Context,
+    Fact,
     Outcome,
+    Status,
     fail,
     ok,
     parse_docker_time,
     skip,
     warn,
 )
+from scaffold.doctor.probes import fetch_served_certificate
 
 #: The subject CN of the self-signed certificate certbot's helper serves until the first issuance
 #: (template/certbot/scaffold_certbot.py, PLACEHOLDER_SUBJECT).
@@ -163,56 +164,74 @@ def evaluate_certificate(
         "not reach this host's nginx (router forwarding, firewall; see network.port-http). After fixing, "
         "`docker compose restart certbot` retries at once"
     )
-    results: dict[str, Outcome] = {}
     if info.subject_cn == PLACEHOLDER_SUBJECT:
-        if certbot_started is None and not stack_running:
-            results["issued"] = warn(
-                f"{source} is the self-signed placeholder, and the stack is not running, so certbot cannot "
-                "replace it",
-                f"`docker compose up -d`; if the placeholder stays, {issuance_fix}",
-            )
-        elif certbot_started is None:
-            results["issued"] = fail(
-                f"{source} is still the self-signed placeholder and certbot is not running: no certificate "
-                "will ever be issued",
-                f"`docker compose up -d certbot`, then {issuance_fix}",
-            )
-        elif now - certbot_started > PLACEHOLDER_GRACE:
-            results["issued"] = fail(
-                f"{source} is still the self-signed placeholder {_age(now - certbot_started)} after certbot "
-                "started: issuance keeps failing and browsers refuse the site",
-                issuance_fix,
-            )
-        else:
-            results["issued"] = warn(
-                f"{source} is still the self-signed placeholder; certbot started "
-                f"{_age(now - certbot_started)} ago and usually needs a minute",
-                f"wait a few minutes; if it stays, {issuance_fix}",
-            )
-    elif _STAGING.search(info.issuer):
-        results["issued"] = warn(
+        issued = _placeholder(source, now, certbot_started, stack_running, issuance_fix)
+    else:
+        issued = _issuer(info, source, domain)
+    return {
+        "issued": issued,
+        "names": _names(info, source, domain, issuance_fix),
+        "expiry": _expiry(info, source, now, issuance_fix),
+    }
+
+
+def _placeholder(
+    source: str, now: dt.datetime, certbot_started: dt.datetime | None, stack_running: bool, issuance_fix: str
+) -> Outcome:
+    """The placeholder is served: fine for a minute after certbot starts, a failure after a day."""
+    if certbot_started is None and not stack_running:
+        return warn(
+            f"{source} is the self-signed placeholder, and the stack is not running, so certbot cannot "
+            "replace it",
+            f"`docker compose up -d`; if the placeholder stays, {issuance_fix}",
+        )
+    if certbot_started is None:
+        return fail(
+            f"{source} is still the self-signed placeholder and certbot is not running: no certificate "
+            "will ever be issued",
+            f"`docker compose up -d certbot`, then {issuance_fix}",
+        )
+    if now - certbot_started > PLACEHOLDER_GRACE:
+        return fail(
+            f"{source} is still the self-signed placeholder {_age(now - certbot_started)} after certbot "
+            "started: issuance keeps failing and browsers refuse the site",
+            issuance_fix,
+        )
+    return warn(
+        f"{source} is still the self-signed placeholder; certbot started "
+        f"{_age(now - certbot_started)} ago and usually needs a minute",
+        f"wait a few minutes; if it stays, {issuance_fix}",
+    )
+
+
+def _issuer(info: CertInfo, source: str, domain: str) -> Outcome:
+    """Who issued a certificate that is not the placeholder: a trusted CA, a staging CA, or nobody."""
+    if _STAGING.search(info.issuer):
+        return warn(
             f"{source} comes from a staging CA ({info.issuer}): browsers do not trust it",
             "switch to the real CA: `scaffold update --data acme_server=letsencrypt`, then "
             "`docker compose up -d`; certbot replaces the certificate",
         )
-    elif info.self_signed:
-        results["issued"] = warn(
+    if info.self_signed:
+        return warn(
             f"{source} is self-signed ({info.issuer}), not issued by a CA: browsers refuse it",
             f"let certbot manage letsencrypt/scaffold/current (it points at live/{domain}): "
             "`docker compose restart certbot`",
         )
-    else:
-        results["issued"] = ok(f"{source} is issued by {info.issuer}")
+    return ok(f"{source} is issued by {info.issuer}")
 
+
+def _names(info: CertInfo, source: str, domain: str, issuance_fix: str) -> Outcome:
     names = info.names or ((info.subject_cn,) if info.subject_cn else ())
     if any(name_matches(name, domain) for name in names):
-        results["names"] = ok(f"{source} is valid for {domain}")
-    else:
-        results["names"] = fail(
-            f"{source} is for {', '.join(names) or 'no name'}, not {domain}: browsers refuse it",
-            f"certbot requests a certificate for the `domain` answer ({domain}); {issuance_fix}",
-        )
+        return ok(f"{source} is valid for {domain}")
+    return fail(
+        f"{source} is for {', '.join(names) or 'no name'}, not {domain}: browsers refuse it",
+        f"certbot requests a certificate for the `domain` answer ({domain}); {issuance_fix}",
+    )
 
+
+def _expiry(info: CertInfo, source: str, now: dt.datetime, issuance_fix: str) -> Outcome:
     left = info.not_after - now
     until = info.not_after.strftime("%Y-%m-%d %H:%M UTC")
     renew_fix = (
@@ -220,34 +239,15 @@ def evaluate_certificate(
         f"longer e-mails about expiry): {issuance_fix}"
     )
     if info.not_before > now:
-        results["expiry"] = fail(
+        return fail(
             f"{source} is not valid before {info.not_before:%Y-%m-%d %H:%M UTC}: this host's clock is wrong",
             "fix the clock (`timedatectl set-ntp true`), then `docker compose restart certbot`",
         )
-    elif left.total_seconds() <= 0:
-        results["expiry"] = fail(
-            f"{source} expired on {until} ({_age(-left)} ago): browsers refuse the site", renew_fix
-        )
-    elif left < dt.timedelta(days=WARN_DAYS):
-        results["expiry"] = warn(f"{source} expires on {until}, in {_age(left)}", renew_fix)
-    else:
-        results["expiry"] = ok(f"{source} is valid until {until} ({left.days} days left)")
-    return results
-
-
-def fetch_served_certificate(port: int, server_name: str, timeout: float = NET_TIMEOUT) -> bytes:
-    """The DER certificate served on 127.0.0.1:`port` for SNI `server_name` (not verified on purpose)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
-        context.wrap_socket(raw, server_hostname=server_name) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    if not der:
-        raise ssl.SSLError("the server sent no certificate")
-    return der
+    if left.total_seconds() <= 0:
+        return fail(f"{source} expired on {until} ({_age(-left)} ago): browsers refuse the site", renew_fix)
+    if left < dt.timedelta(days=WARN_DAYS):
+        return warn(f"{source} expires on {until}, in {_age(left)}", renew_fix)
+    return ok(f"{source} is valid until {until} ({left.days} days left)")
 
 
 def read_pem_certificate(path: Path) -> bytes:
@@ -293,9 +293,9 @@ class Observed:
     disk_error: str | None = None
 
 
+@Fact
 def observe(ctx: Context) -> Observed:
-    if "tls" in ctx.cache:
-        return ctx.cache["tls"]
+    """The certificate nginx serves and the one in `current`, or why each cannot be seen."""
     seen = Observed()
     if ctx.docker is None or ctx.docker.is_local:
         try:
@@ -315,14 +315,12 @@ def observe(ctx: Context) -> Observed:
         seen.disk_error = f"{CURRENT_CERT} cannot be read (permission denied; run doctor as root)"
     except (OSError, ValueError) as exc:
         seen.disk_error = f"{CURRENT_CERT} cannot be read ({exc})"
-    ctx.cache["tls"] = seen
     return seen
 
 
+@Fact
 def _evaluated(ctx: Context) -> dict[str, Outcome] | Outcome:
     """The three judgements, or the one skip/fail that replaces them."""
-    if "tls-evaluated" in ctx.cache:
-        return ctx.cache["tls-evaluated"]
     seen = observe(ctx)
     result: dict[str, Outcome] | Outcome
     if seen.tls_refused:
@@ -346,7 +344,7 @@ def _evaluated(ctx: Context) -> dict[str, Outcome] | Outcome:
             else f"the certificate in {CURRENT_CERT} (not served: {seen.serve_error})"
         )
         certbot = ctx.running("certbot")
-        started = parse_docker_time((certbot.get("State") or {}).get("StartedAt")) if certbot else None
+        started = parse_docker_time(certbot.started_at) if certbot else None
         if certbot is not None and started is None:
             started = ctx.now
         result = evaluate_certificate(
@@ -357,14 +355,13 @@ def _evaluated(ctx: Context) -> dict[str, Outcome] | Outcome:
             source=source,
             stack_running=ctx.docker is not None and ctx.stack_running,
         )
-    ctx.cache["tls-evaluated"] = result
     return result
 
 
 def _pick(ctx: Context, key: str) -> Outcome:
     result = _evaluated(ctx)
     if isinstance(result, Outcome):
-        if result.status == "fail" and key != "names":
+        if result.status == Status.FAIL and key != "names":
             return skip("not checked: nginx serves no certificate for the domain (see tls.certificate-names)")
         return result
     return result[key]
@@ -401,24 +398,20 @@ def check_loaded(ctx: Context) -> Outcome:
     return ok(f"nginx serves the certificate in {CURRENT_CERT}")
 
 
+@Fact
 def _loadable(ctx: Context) -> str | Outcome | None:
     """The load problem of `current`'s pair, None when nginx can load it, or the skip that applies."""
-    if "tls-loadable" not in ctx.cache:
-        directory = ctx.root / CURRENT
-        result: str | Outcome | None
-        try:
-            result = load_problem(directory)
-        except FileNotFoundError:
-            result = skip(f"not checked: {CURRENT} does not point at a certificate yet (certbot creates it)")
-        except PermissionError:
-            result = skip(
-                f"not checked: the files in {CURRENT} cannot be read (permission denied)",
-                "run doctor as root",
-            )
-        except OSError as exc:
-            result = skip(f"not checked: the files in {CURRENT} cannot be read ({exc.strerror or exc})")
-        ctx.cache["tls-loadable"] = result
-    return ctx.cache["tls-loadable"]
+    try:
+        return load_problem(ctx.root / CURRENT)
+    except FileNotFoundError:
+        return skip(f"not checked: {CURRENT} does not point at a certificate yet (certbot creates it)")
+    except PermissionError:
+        return skip(
+            f"not checked: the files in {CURRENT} cannot be read (permission denied)",
+            "run doctor as root",
+        )
+    except OSError as exc:
+        return skip(f"not checked: the files in {CURRENT} cannot be read ({exc.strerror or exc})")
 
 
 def check_loadable(ctx: Context) -> Outcome:

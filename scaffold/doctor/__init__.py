@@ -7,7 +7,8 @@ ok / warn / fail / skip with what it found and the fix. Check ids are a public i
 so is the `--json` document (schema `scaffold-doctor/1`).
 
 Exit codes: 0 nothing failed (warnings allowed), 1 at least one check failed, 2 doctor could not run
-at all (DEST is not a generated project). Doctor never changes anything and never prints a secret.
+at all (DEST is not a generated project). Doctor changes no file and no container, network or volume
+(docs/doctor.md says what its probes leave behind), and never prints a secret.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from scaffold import output
-from scaffold.doctor_core import FAIL, OK, SKIP, STATUSES, WARN, Check, Context, Outcome, Result, skip, warn
+from scaffold.doctor.core import FAIL, OK, SKIP, STATUSES, WARN, Check, Context, Outcome, Result, skip, warn
 from scaffold.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ProjectError, ScaffoldError
 
 SCHEMA_ID = "scaffold-doctor/1"
@@ -79,34 +80,17 @@ JSON_SCHEMA: dict[str, Any] = {
 
 def all_checks() -> tuple[Check, ...]:
     """Every check, in report order. Imported here so that `scaffold --help` loads none of them."""
-    from scaffold import (
-        doctor_backup,
-        doctor_clientaddr,
-        doctor_files,
-        doctor_flow,
-        doctor_network,
-        doctor_publicurl,
-        doctor_realip,
-        doctor_stack,
-        doctor_tls,
-        doctor_trust,
-        doctor_versions,
-    )
+    from scaffold.doctor import backup, files, network, proxy, stack, tls, trust, versions
 
-    files = [check for check in doctor_files.CHECKS if check.id.startswith("files.")]
     return (
-        *files,
-        *doctor_backup.CHECKS,
-        *(check for check in doctor_files.CHECKS if check not in files),
-        *doctor_realip.CHECKS,
-        *doctor_trust.CHECKS,
-        *doctor_versions.CHECKS,
-        *doctor_network.CHECKS,
-        *doctor_tls.CHECKS,
-        *doctor_stack.CHECKS,
-        *doctor_flow.CHECKS,
-        *doctor_publicurl.CHECKS,
-        *doctor_clientaddr.CHECKS,
+        *files.CHECKS,
+        *backup.CHECKS,
+        *proxy.CHECKS,
+        *trust.CHECKS,
+        *versions.CHECKS,
+        *network.CHECKS,
+        *tls.CHECKS,
+        *stack.CHECKS,
     )
 
 

@@ -10,34 +10,52 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from scaffold import envkeys
 from scaffold.answers import Answers
 from scaffold.layout import ProjectLayout
 
 if TYPE_CHECKING:
-    from scaffold.dockerapi import DockerAPI, DockerNetwork
+    from scaffold.dockerapi import DockerAPI, DockerContainer, DockerNetwork
+    from scaffold.doctor.upstream import UpstreamAnswer
     from scaffold.envfile import EnvDocument
+    from scaffold.subnets import Network
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
-STATUSES = (OK, WARN, FAIL, SKIP)
+
+class Status(StrEnum):
+    """A check's verdict; its value is the word doctor prints and writes to `--json`."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+OK, WARN, FAIL, SKIP = Status.OK, Status.WARN, Status.FAIL, Status.SKIP
+STATUSES = tuple(Status)
 #: The services of the template's compose.yaml, in start order. Their check ids are public.
 SERVICES = ("postgresql", "server", "worker", "nginx", "certbot")
 #: Secret values shorter than this are not searched for in files (too many false matches).
 MIN_SEARCHABLE_SECRET = 8
 REDACTED = "<redacted>"
+T = TypeVar("T")
 #: Seconds for any single network operation (connect, TLS handshake, HTTP answer, DNS).
 NET_TIMEOUT = 3.0
+#: Where compose.yaml tells authentik its web path (it wins over .env).
+WEB_PATH_KEY = "AUTHENTIK_WEB__PATH"
+#: The fix step that loads a changed nginx configuration (and shows the error when it cannot).
+RELOAD = "`docker compose exec nginx nginx -t && docker compose exec nginx nginx -s reload`"
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What one check found: a status, what was found, and how to fix it (None when nothing to fix)."""
 
-    status: str
+    status: Status
     message: str
     fix: str | None = None
 
@@ -63,7 +81,7 @@ class Result:
     """One line of doctor's report; `id` is a public interface (docs/doctor.md)."""
 
     id: str
-    status: str
+    status: Status
     message: str
     fix: str | None = None
 
@@ -115,6 +133,27 @@ def normalize_web_path(value: Any) -> str:
     return f"/{inner}/" if inner else "/"
 
 
+class Fact(Generic[T]):
+    """A fact several checks need, computed once per doctor run and typed by its function.
+
+    `@Fact` on `def observe(ctx) -> Observed` makes `observe(ctx)` compute on first use and return the
+    same `Observed` after; `observe.seed(ctx, value)` supplies it up front (tests, known answers).
+    """
+
+    def __init__(self, compute: Callable[[Context], T]) -> None:
+        self.compute = compute
+        self.__doc__ = compute.__doc__
+
+    def __call__(self, ctx: Context) -> T:
+        if self not in ctx.facts:
+            ctx.facts[self] = self.compute(ctx)
+        value: T = ctx.facts[self]
+        return value
+
+    def seed(self, ctx: Context, value: T) -> None:
+        ctx.facts[self] = value
+
+
 @dataclass
 class Context:
     """The project being checked and lazily gathered facts about it."""
@@ -123,8 +162,8 @@ class Context:
     answers: Answers
     offline: bool = False
     results: dict[str, Result] = field(default_factory=dict)
-    #: Facts one check gathers for the checks after it (e.g. the served certificate).
-    cache: dict[str, Any] = field(default_factory=dict)
+    #: Facts one check gathers for the checks after it (e.g. the served certificate), by `Fact`.
+    facts: dict[Fact[Any], Any] = field(default_factory=dict)
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property
@@ -165,7 +204,21 @@ class Context:
         """The `web_path` answer: where authentik lives on the domain ("/" for projects without it)."""
         return normalize_web_path(self.answer("web_path", "/"))
 
-    def status_of(self, check_id: str) -> str | None:
+    @cached_property
+    def upstream_answer(self) -> UpstreamAnswer:
+        """The `upstream_proxies` answer as found on disk, parsed once for every check that needs it."""
+        from scaffold.doctor.upstream import ANSWER, parse_upstream_proxies
+
+        return parse_upstream_proxies(self.answer(ANSWER, ""))
+
+    @cached_property
+    def trusted_upstream(self) -> list[Network]:
+        """The ranges upstream_proxies means, Cloudflare's (from the project's file) included."""
+        from scaffold.doctor.upstream import trusted_upstream
+
+        return trusted_upstream(self.root, self.upstream_answer)
+
+    def status_of(self, check_id: str) -> Status | None:
         result = self.results.get(check_id)
         return None if result is None else result.status
 
@@ -249,31 +302,18 @@ class Context:
         return self.docker.project_network(self.project, PROXY_NETWORK)
 
     @cached_property
-    def containers(self) -> dict[str, list[dict[str, Any]]]:
-        """`docker inspect` data of the project's containers (not one-off `run`s), by service."""
-        from scaffold.dockerapi import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL
-
+    def containers(self) -> dict[str, list[DockerContainer]]:
+        """The project's containers (not one-off `run`s), by service."""
         if self.docker is None:
             return {}
-        api = self.docker.client.api
-        found: dict[str, list[dict[str, Any]]] = {}
-        for summary in api.containers(all=True, filters={"label": f"{COMPOSE_PROJECT_LABEL}={self.project}"}):
-            labels = summary.get("Labels") or {}
-            service = labels.get(COMPOSE_SERVICE_LABEL)
-            if not service or labels.get("com.docker.compose.oneoff") == "True":
-                continue
-            try:
-                found.setdefault(service, []).append(api.inspect_container(summary["Id"]))
-            except Exception:  # removed between the listing and the inspect
-                continue
+        found: dict[str, list[DockerContainer]] = {}
+        for container in self.docker.project_containers(self.project):
+            found.setdefault(container.service or "", []).append(container)
         return found
 
-    def running(self, service: str) -> dict[str, Any] | None:
+    def running(self, service: str) -> DockerContainer | None:
         """A running container of `service`, if any."""
-        for data in self.containers.get(service, []):
-            if (data.get("State") or {}).get("Running"):
-                return data
-        return None
+        return next((c for c in self.containers.get(service, []) if c.running), None)
 
     @property
     def stack_running(self) -> bool:
@@ -294,3 +334,38 @@ def not_running_skip(ctx: Context) -> Outcome | None:
             "start the stack with `docker compose up -d` to run this check",
         )
     return None
+
+
+def running_or_skip(ctx: Context, service: str) -> DockerContainer | Outcome:
+    """The running container of `service`, or the skip a check that looks at it gives."""
+    if (blocked := not_running_skip(ctx)) is not None:
+        return blocked
+    container = ctx.running(service)
+    if container is None:
+        return skip(f"not checked: {service} is not running (see stack.service.{service})")
+    return container
+
+
+def through_nginx_skip(ctx: Context, *, needs_server: bool = True) -> Outcome | None:
+    """Why a request through nginx on 127.0.0.1 cannot be tried from here, or None when it can."""
+    if (blocked := not_running_skip(ctx)) is not None:
+        return blocked
+    if ctx.docker is not None and not ctx.docker.is_local:
+        return skip(f"not checked: the Docker daemon ({ctx.docker.endpoint}) is on another host")
+    if isinstance(nginx := running_or_skip(ctx, "nginx"), Outcome):
+        return nginx
+    if needs_server and ctx.running("server") is None:
+        return skip("not checked: authentik's server is not running (see stack.service.server)")
+    return None
+
+
+def running_web_path(container: DockerContainer) -> str:
+    """The web path authentik in `container` serves under (its AUTHENTIK_WEB__PATH, normalized)."""
+    return normalize_web_path(container.env.get(WEB_PATH_KEY))
+
+
+def unless_starting(outcome: Outcome, server: DockerContainer) -> Outcome:
+    """A failure while authentik's server is still starting is a warning: it may pass in a minute."""
+    if outcome.status == FAIL and server.health == "starting":
+        return warn(f"{outcome.message} (authentik is still starting)", outcome.fix)
+    return outcome

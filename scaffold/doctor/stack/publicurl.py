@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from scaffold.doctor_core import Check, Context, Outcome, not_running_skip, ok, skip, warn
-from scaffold.doctor_network import published_ports
-from scaffold.doctor_realip import UpstreamAnswer, parse_upstream_proxies
-from scaffold.doctor_trust import container_env
+from scaffold.doctor.core import Check, Context, Outcome, ok, running_or_skip, skip, warn
+from scaffold.doctor.upstream import UpstreamAnswer
 
 BASE_URL_KEY = "AUTHENTIK_WEB__BASE_URL"
 
@@ -61,18 +59,14 @@ def judge_public_url(
 
 
 def check_public_url(ctx: Context) -> Outcome:
-    if (blocked := not_running_skip(ctx)) is not None:
-        return blocked
-    nginx = ctx.running("nginx")
-    if nginx is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
-    published = published_ports(nginx, 443)
+    if isinstance(nginx := running_or_skip(ctx, "nginx"), Outcome):
+        return nginx
+    published = nginx.host_ports(443)
     if not published:
         return skip("not checked: nginx publishes no port for HTTPS (see network.port-https)")
     server = ctx.running("server")
-    base_url = None if server is None else container_env(server).get(BASE_URL_KEY, "")
-    upstream = parse_upstream_proxies(ctx.answer("upstream_proxies", ""))
-    return judge_public_url(ctx.public_url, published, upstream, server_base_url=base_url)
+    base_url = None if server is None else server.env.get(BASE_URL_KEY, "")
+    return judge_public_url(ctx.public_url, published, ctx.upstream_answer, server_base_url=base_url)
 
 
 CHECKS = (Check("stack.public-url", check_public_url),)

@@ -13,10 +13,18 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from scaffold import envkeys
-from scaffold.doctor_core import Check, Context, Outcome, fail, not_running_skip, ok, skip, warn
+from scaffold.doctor.core import (
+    Check,
+    Context,
+    Outcome,
+    fail,
+    ok,
+    running_or_skip,
+    skip,
+    warn,
+)
 from scaffold.subnets import (
     IPAddress,
     Network,
@@ -285,38 +293,23 @@ def check_subnet_matches_env(ctx: Context) -> Outcome:
     return ok(f"Docker's network '{network.name}' has {', '.join(map(str, network.subnets))}, as .env says")
 
 
-def container_env(data: dict[str, Any]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in (data.get("Config") or {}).get("Env") or []:
-        key, _, value = item.partition("=")
-        env[key] = value
-    return env
-
-
 def check_nginx_address(ctx: Context) -> Outcome:
-    if (blocked := not_running_skip(ctx)) is not None:
-        return blocked
-    nginx = ctx.running("nginx")
+    if isinstance(nginx := running_or_skip(ctx, "nginx"), Outcome):
+        return nginx
     network = ctx.proxy_network
-    if nginx is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
     if network is None:
         return skip("not checked: Docker has no proxy network for this project")
-    attached = ((nginx.get("NetworkSettings") or {}).get("Networks") or {}).get(network.name)
+    attached = nginx.networks.get(network.name)
     if not attached:
         return fail(
             f"nginx is not attached to the proxy network '{network.name}': it cannot reach authentik",
             "restore the `networks:` of the nginx service in compose.yaml (`git diff compose.yaml`), then "
             "`docker compose up -d`",
         )
-    addresses = [
-        ipaddress.ip_address(text)
-        for text in (attached.get("IPAddress"), attached.get("GlobalIPv6Address"))
-        if text
-    ]
+    addresses = [address for address in (attached.ipv4, attached.ipv6) if address is not None]
     server = ctx.running("server")
-    if server is not None and KEY in container_env(server):
-        source, value = "the running authentik server", container_env(server)[KEY]
+    if server is not None and KEY in server.env:
+        source, value = "the running authentik server", server.env[KEY]
     else:
         source, value = ".env (the server is not running)", ctx.env_value(KEY) or ""
     networks, _ = parse_trusted_cidrs(value)

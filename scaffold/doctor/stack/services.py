@@ -7,22 +7,17 @@ files or overrides started the stack. Each is skipped, with the reason, when the
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import os
+import datetime as dt
 import re
-import socket
-import ssl
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from scaffold import envkeys
-from scaffold.doctor_core import (
-    NET_TIMEOUT,
+from scaffold.doctor.core import (
     SERVICES,
+    WEB_PATH_KEY,
     Check,
     Context,
     Outcome,
@@ -31,15 +26,19 @@ from scaffold.doctor_core import (
     not_running_skip,
     ok,
     parse_docker_time,
+    running_or_skip,
+    running_web_path,
     skip,
+    through_nginx_skip,
+    unless_starting,
     warn,
 )
-from scaffold.doctor_trust import container_env
+from scaffold.doctor.probes import WEBSOCKET_SUBPATH, run_in_container, websocket_handshake
 
-#: authentik's WebSocket endpoint, under web_path.
-WEBSOCKET_SUBPATH = "ws/client/"
-WEBSOCKET_PATH = "/" + WEBSOCKET_SUBPATH
-WEB_PATH_KEY = "AUTHENTIK_WEB__PATH"
+if TYPE_CHECKING:
+    from scaffold.dockerapi import DockerContainer
+    from scaffold.envfile import EnvDocument
+
 #: Keys the template's compose.yaml sets in `environment:`, which wins over `env_file: .env`: a
 #: different value in .env is never applied, so comparing it would warn forever.
 COMPOSE_ENVIRONMENT_KEYS = frozenset(
@@ -52,7 +51,6 @@ COMPOSE_ENVIRONMENT_KEYS = frozenset(
         WEB_PATH_KEY,
     }
 )
-_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def check_docker(ctx: Context) -> Outcome:
@@ -69,48 +67,59 @@ def _one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _pick_container(items: list[dict[str, Any]]) -> dict[str, Any]:
-    running = [c for c in items if (c.get("State") or {}).get("Running")]
+def _pick_container(items: list[DockerContainer]) -> DockerContainer:
+    running = [c for c in items if c.running]
     return (running or items)[0]
 
 
-def describe_service(service: str, data: dict[str, Any] | None, now: Any = None) -> Outcome:
-    """Judge one service's container from its `docker inspect` data (None: no container)."""
+def describe_service(
+    service: str, container: DockerContainer | None, now: dt.datetime | None = None
+) -> Outcome:
+    """Judge one service's container from what `docker inspect` says (None: no container)."""
     logs = f"`docker compose logs --tail 50 {service}` says why"
-    if data is None:
+    if container is None:
         return fail(
             f"{service} has no container while the rest of the stack runs",
             f"`docker compose up -d {service}`; if it does not stay up, {logs}",
         )
-    state = data.get("State") or {}
-    name = str(data.get("Name", "")).lstrip("/") or service
-    code = state.get("ExitCode")
-    if state.get("Restarting"):
+    name = container.name or service
+    if not container.running or container.restarting or container.paused:
+        return _stopped(service, name, container, logs)
+    return _health(service, name, container, logs, now)
+
+
+def _stopped(service: str, name: str, container: DockerContainer, logs: str) -> Outcome:
+    """A container that is restarting, paused or not running."""
+    code = container.exit_code
+    if container.restarting:
         return fail(
             f"{service} ({name}) keeps restarting (last exit code {code})",
             f"{logs}; after fixing, `docker compose up -d {service}`",
         )
-    if state.get("Paused"):
+    if container.paused:
         return fail(f"{service} ({name}) is paused", f"`docker compose unpause {service}`")
-    if not state.get("Running"):
-        status = state.get("Status") or "stopped"
-        exited = f" (exit code {code})" if status == "exited" else ""
-        oom = ", killed for lack of memory" if state.get("OOMKilled") else ""
-        return fail(
-            f"{service} ({name}) is not running: {status}{exited}{oom}",
-            f"`docker compose up -d {service}`; if it stops again, {logs}",
-        )
-    health = (state.get("Health") or {}).get("Status")
-    if health == "unhealthy":
-        log = (state.get("Health") or {}).get("Log") or []
-        last = _one_line(str(log[-1].get("Output", ""))) if log else ""
+    status = container.status or "stopped"
+    exited = f" (exit code {code})" if status == "exited" else ""
+    oom = ", killed for lack of memory" if container.oom_killed else ""
+    return fail(
+        f"{service} ({name}) is not running: {status}{exited}{oom}",
+        f"`docker compose up -d {service}`; if it stops again, {logs}",
+    )
+
+
+def _health(
+    service: str, name: str, container: DockerContainer, logs: str, now: dt.datetime | None
+) -> Outcome:
+    """A running container, judged by its health check."""
+    if container.health == "unhealthy":
+        last = _one_line(container.health_output or "")
         detail = f": {last}" if last else ""
         return fail(
             f"{service} ({name}) is running but unhealthy{detail}",
             f"{logs}; then `docker compose restart {service}`",
         )
-    if health == "starting":
-        started = parse_docker_time(state.get("StartedAt"))
+    if container.health == "starting":
+        started = parse_docker_time(container.started_at)
         since = ""
         if started is not None and now is not None:
             since = f", started {int((now - started).total_seconds())} s ago"
@@ -118,7 +127,7 @@ def describe_service(service: str, data: dict[str, Any] | None, now: Any = None)
             f"{service} ({name}) is still starting (health check not passed yet{since})",
             f"wait for its health check (authentik can take two minutes); if it stays starting, {logs}",
         )
-    if health == "healthy":
+    if container.health == "healthy":
         return ok(f"{service} ({name}) is running and healthy")
     return ok(f"{service} ({name}) is running (it has no health check)")
 
@@ -151,46 +160,59 @@ def _web_path_fix(ctx: Context) -> str:
     )
 
 
+@dataclass
+class _Drift:
+    """Where the running authentik differs from .env and the web_path answer."""
+
+    checked: list[str] = field(default_factory=list)
+    #: .env keys whose value differs, with the services that run an older one.
+    stale: dict[str, list[str]] = field(default_factory=dict)
+    #: Web paths authentik runs under that are not web_path, with the services.
+    web_paths: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _drift(ctx: Context, env: EnvDocument) -> _Drift:
+    in_env = env.keys()  # an EnvDocument, not a dict
+    keys = [key for key in in_env if key not in COMPOSE_ENVIRONMENT_KEYS]
+    drift = _Drift()
+    for service in ("server", "worker"):
+        container = ctx.running(service)
+        if container is None:
+            continue
+        drift.checked.append(service)
+        for key in keys:
+            value = env.get(key)
+            if value is not None and value != container.env.get(key):
+                drift.stale.setdefault(key, []).append(service)
+        running_path = running_web_path(container)
+        if running_path != ctx.web_path:
+            drift.web_paths.setdefault(running_path, []).append(service)
+    return drift
+
+
 def check_env_applied(ctx: Context) -> Outcome:
     if (blocked := not_running_skip(ctx)) is not None:
         return blocked
     if ctx.env is None:
         return skip("not checked: no readable .env (see files.env-present)")
-    in_env = ctx.env.keys()  # an EnvDocument, not a dict
-    keys = [key for key in in_env if key not in COMPOSE_ENVIRONMENT_KEYS]
-    stale: dict[str, list[str]] = {}
-    web_paths: dict[str, list[str]] = {}
-    checked = []
-    for service in ("server", "worker"):
-        data = ctx.running(service)
-        if data is None:
-            continue
-        checked.append(service)
-        env = container_env(data)
-        for key in keys:
-            value = ctx.env.get(key)
-            if value is not None and value != env.get(key):
-                stale.setdefault(key, []).append(service)
-        running_path = normalize_web_path(env.get(WEB_PATH_KEY))
-        if running_path != ctx.web_path:
-            web_paths.setdefault(running_path, []).append(service)
-    if not checked:
+    drift = _drift(ctx, ctx.env)
+    if not drift.checked:
         return skip("not checked: neither authentik server nor worker is running")
     problems, fixes = [], []
-    if stale:
-        listed = ", ".join(f"{key} ({' and '.join(where)})" for key, where in stale.items())
+    if drift.stale:
+        listed = ", ".join(f"{key} ({' and '.join(where)})" for key, where in drift.stale.items())
         problems.append(
             f"authentik runs with an older .env: {listed} changed since its containers were created "
             "(values not shown)"
         )
         fixes.append("`docker compose up -d` recreates the containers with the current .env")
-        if envkeys.PG_PASS in stale:
+        if envkeys.PG_PASS in drift.stale:
             fixes.append(
                 "PG_PASS changed: the database keeps its old password until you change it inside "
                 "PostgreSQL too (see files.env-secrets), or authentik cannot log in"
             )
-    if web_paths:
-        listed = ", ".join(f"{' and '.join(where)} under {path}" for path, where in web_paths.items())
+    if drift.web_paths:
+        listed = ", ".join(f"{' and '.join(where)} under {path}" for path, where in drift.web_paths.items())
         problems.append(
             f"authentik serves ({listed}; {WEB_PATH_KEY}) elsewhere than the web_path answer {ctx.web_path}, "
             "which nginx follows: its pages and redirects miss what nginx proxies"
@@ -198,25 +220,13 @@ def check_env_applied(ctx: Context) -> Outcome:
         fixes.append(_web_path_fix(ctx))
     if problems:
         return warn("; ".join(problems), "; ".join(fixes))
-    return ok(f"authentik ({' and '.join(checked)}) runs with the current .env")
-
-
-def _exec(ctx: Context, container: dict[str, Any], command: list[str]) -> tuple[int | None, str]:
-    assert ctx.docker is not None
-    api = ctx.docker.client.api
-    exec_id = api.exec_create(container["Id"], command, stdout=True, stderr=True)["Id"]
-    raw = api.exec_start(exec_id)
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return api.exec_inspect(exec_id).get("ExitCode"), text
+    return ok(f"authentik ({' and '.join(drift.checked)}) runs with the current .env")
 
 
 def check_nginx_config(ctx: Context) -> Outcome:
-    if (blocked := not_running_skip(ctx)) is not None:
-        return blocked
-    nginx = ctx.running("nginx")
-    if nginx is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
-    code, text = _exec(ctx, nginx, ["nginx", "-t"])
+    if isinstance(nginx := running_or_skip(ctx, "nginx"), Outcome):
+        return nginx
+    code, text = run_in_container(ctx, nginx, ["nginx", "-t"])
     if code == 0:
         return ok("`nginx -t` in the nginx container: the configuration is valid")
     problem = next((line for line in text.splitlines() if "[emerg]" in line), None) or _one_line(text)
@@ -226,78 +236,6 @@ def check_nginx_config(ctx: Context) -> Outcome:
         "`docker compose exec nginx nginx -t`, then `docker compose exec nginx nginx -s reload` (nginx keeps "
         "serving the last good configuration meanwhile, and certificate renewals are not loaded)",
     )
-
-
-@contextlib.contextmanager
-def tls_to_nginx(port: int, domain: str, timeout: float = NET_TIMEOUT) -> Iterator[ssl.SSLSocket]:
-    """TLS to 127.0.0.1:`port` with SNI `domain`, HTTP/1.1, unverified (doctor looks, trusts nothing)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
-        context.wrap_socket(raw, server_hostname=domain) as tls,
-    ):
-        yield tls
-
-
-def exchange_head(
-    port: int, domain: str, request: str, timeout: float = NET_TIMEOUT
-) -> tuple[int, dict[str, str]]:
-    """Send one HTTP/1.1 request through nginx; (status, lower-cased headers) of the answer's head."""
-    with tls_to_nginx(port, domain, timeout) as tls:
-        tls.sendall(request.encode("ascii"))
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 65536:
-            chunk = tls.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise ConnectionError(f"not an HTTP answer: {lines[0][:80]!r}")
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers
-
-
-def https_get(
-    port: int,
-    domain: str,
-    host_header: str,
-    path: str,
-    extra_headers: dict[str, str] | None = None,
-    timeout: float = NET_TIMEOUT,
-) -> tuple[int, dict[str, str]]:
-    """(status, headers) of `GET path` through nginx on 127.0.0.1, as a browser on the domain sends it."""
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {host_header}",
-        "User-Agent: scaffold-doctor",
-        "Accept: text/html",
-    ]
-    lines += [f"{name}: {value}" for name, value in (extra_headers or {}).items()]
-    return exchange_head(port, domain, "\r\n".join([*lines, "Connection: close", "", ""]), timeout)
-
-
-def websocket_handshake(
-    port: int, domain: str, host_header: str, timeout: float = NET_TIMEOUT, path: str = WEBSOCKET_PATH
-) -> tuple[int, dict[str, str], bool]:
-    """(status, headers, accept header correct) of a WebSocket upgrade to `path` over TLS."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Origin: https://{host_header}\r\nUser-Agent: scaffold-doctor\r\n\r\n"
-    )
-    status, headers = exchange_head(port, domain, request, timeout)
-    expected = base64.b64encode(hashlib.sha1(key.encode() + _WS_GUID).digest()).decode()
-    return status, headers, headers.get("sec-websocket-accept") == expected
 
 
 def judge_websocket(status: int, headers: dict[str, str], accept_ok: bool, url: str) -> Outcome:
@@ -334,27 +272,6 @@ def judge_websocket(status: int, headers: dict[str, str], accept_ok: bool, url: 
         '"Connection error, reconnecting" and outposts cannot connect',
         header_fix,
     )
-
-
-def through_nginx_skip(ctx: Context, *, needs_server: bool = True) -> Outcome | None:
-    """Why a request through nginx on 127.0.0.1 cannot be tried from here, or None when it can."""
-    if (blocked := not_running_skip(ctx)) is not None:
-        return blocked
-    if ctx.docker is not None and not ctx.docker.is_local:
-        return skip(f"not checked: the Docker daemon ({ctx.docker.endpoint}) is on another host")
-    if ctx.running("nginx") is None:
-        return skip("not checked: nginx is not running (see stack.service.nginx)")
-    if needs_server and ctx.running("server") is None:
-        return skip("not checked: authentik's server is not running (see stack.service.server)")
-    return None
-
-
-def unless_starting(outcome: Outcome, server: dict[str, Any]) -> Outcome:
-    """A failure while authentik's server is still starting is a warning: it may pass in a minute."""
-    starting = ((server.get("State") or {}).get("Health") or {}).get("Status") == "starting"
-    if outcome.status == "fail" and starting:
-        return warn(f"{outcome.message} (authentik is still starting)", outcome.fix)
-    return outcome
 
 
 def check_websocket(ctx: Context) -> Outcome:

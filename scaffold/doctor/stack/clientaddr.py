@@ -14,11 +14,9 @@ import ipaddress
 import re
 import secrets
 import time
-from typing import Any
 
-from scaffold.doctor_core import Check, Context, Outcome, fail, ok, skip, warn
-from scaffold.doctor_realip import trusted_upstream
-from scaffold.doctor_stack import https_get, through_nginx_skip
+from scaffold.doctor.core import Check, Context, Outcome, fail, ok, skip, through_nginx_skip, warn
+from scaffold.doctor.probes import https_get
 from scaffold.subnets import Network
 
 #: From TEST-NET-3 (RFC 5737): nobody's address, so seeing it in the log can only mean the forgery worked.
@@ -110,12 +108,6 @@ def judge_client_address(plain: str | None, forged: str | None, trusted: list[Ne
     )
 
 
-def _nginx_log(ctx: Context, container: dict[str, Any], since: int) -> str:
-    assert ctx.docker is not None
-    raw = ctx.docker.client.api.logs(container["Id"], stdout=True, stderr=True, since=since, timestamps=False)
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-
-
 def check_client_address(ctx: Context) -> Outcome:
     if (blocked := through_nginx_skip(ctx, needs_server=False)) is not None:
         return blocked
@@ -134,7 +126,7 @@ def check_client_address(ctx: Context) -> Outcome:
     deadline = time.monotonic() + LOG_WAIT
     while True:
         try:
-            log = _nginx_log(ctx, nginx, since)
+            log = ctx.docker.logs(nginx.id, since=since)
         except Exception as exc:  # a logging driver Docker cannot read back, a removed container
             return skip(
                 f"not checked: Docker cannot show nginx's log ({exc})",
@@ -144,7 +136,7 @@ def check_client_address(ctx: Context) -> Outcome:
         if (plain is not None and forged is not None) or time.monotonic() > deadline:
             break
         time.sleep(LOG_POLL)
-    return judge_client_address(plain, forged, trusted_upstream(ctx))
+    return judge_client_address(plain, forged, ctx.trusted_upstream)
 
 
 CHECKS = (Check("stack.client-address", check_client_address),)

@@ -12,21 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from scaffold.doctor_core import (
+from scaffold.doctor.core import (
+    RELOAD,
+    WEB_PATH_KEY,
     Check,
     Context,
     Outcome,
     fail,
-    normalize_web_path,
     ok,
+    running_web_path,
+    through_nginx_skip,
+    unless_starting,
 )
-from scaffold.doctor_stack import WEB_PATH_KEY, https_get, through_nginx_skip, unless_starting
-from scaffold.doctor_trust import container_env
+from scaffold.doctor.probes import https_get
 
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 FLOW_SUBPATH = "if/flow/"
-RELOAD = "`docker compose exec nginx nginx -t && docker compose exec nginx nginx -s reload`"
 UNREACHABLE_FIX = (
     "`docker compose ps server` and `docker compose logs --tail 50 server nginx`; nginx resolves `server` "
     "at start, so after recreating authentik: `docker compose restart nginx`"
@@ -68,55 +70,75 @@ def judge_login_flow(
     if last.status == 200 and _path(last.path).startswith(web_path + FLOW_SUBPATH):
         return ok(f"{url} answers with authentik's login flow ({_path(last.path)})")
     chain = " -> ".join(f"{_path(hop.path)} {hop.status}" for hop in hops)
-    wanted = (
-        f"must not set {WEB_PATH_KEY} (web_path is /)"
-        if web_path == "/"
-        else f"must set `{WEB_PATH_KEY}: {web_path}` for server and worker"
-    )
-    env_fix = (
-        f"compose.yaml {wanted}; `git diff compose.yaml` shows hand edits, `scaffold update` renders it "
-        "again; then `docker compose up -d` (see stack.env-applied)"
-    )
     gateway = next((hop for hop in hops if hop.status in (502, 503, 504)), None)
     if gateway is not None:
         return fail(
             f"nginx answers {gateway.status} for {_path(gateway.path)}: it cannot reach authentik's server",
             UNREACHABLE_FIX,
         )
+    if (escape := _escape(hops, origin, web_path)) is not None:
+        hop, target = escape
+        return fail(
+            f"authentik does not run under {web_path}: {_path(hop.path)} redirects to {_path(target)}, "
+            f"outside web_path ({chain})"
+            + (f"; the running server has {WEB_PATH_KEY} {server_web_path}" if server_web_path else ""),
+            _env_fix(web_path),
+        )
+    if last.status in REDIRECTS:
+        return _redirect_end(last, origin, url, chain)
+    if server_web_path is not None and server_web_path != web_path:
+        return fail(
+            f"authentik runs with {WEB_PATH_KEY} {server_web_path}, but web_path is {web_path}: {chain}",
+            _env_fix(web_path),
+        )
+    return _answer_end(hops, web_path, url, chain)
+
+
+def _env_fix(web_path: str) -> str:
+    wanted = (
+        f"must not set {WEB_PATH_KEY} (web_path is /)"
+        if web_path == "/"
+        else f"must set `{WEB_PATH_KEY}: {web_path}` for server and worker"
+    )
+    return (
+        f"compose.yaml {wanted}; `git diff compose.yaml` shows hand edits, `scaffold update` renders it "
+        "again; then `docker compose up -d` (see stack.env-applied)"
+    )
+
+
+def _escape(hops: list[Hop], origin: str, web_path: str) -> tuple[Hop, str] | None:
+    """The first redirect that leaves web_path on this site, with where it leads."""
     for hop in hops:
         target = (
             next_path(origin, hop.path, hop.location) if hop.status in REDIRECTS and hop.location else None
         )
         if target is not None and not _path(target).startswith(web_path):
-            return fail(
-                f"authentik does not run under {web_path}: {_path(hop.path)} redirects to {_path(target)}, "
-                f"outside web_path ({chain})"
-                + (f"; the running server has {WEB_PATH_KEY} {server_web_path}" if server_web_path else ""),
-                env_fix,
-            )
-    if last.status in REDIRECTS:
-        if not last.location:
-            return fail(
-                f"{_path(last.path)} answers {last.status} without a Location ({chain})", UNREACHABLE_FIX
-            )
-        if next_path(origin, last.path, last.location) is None:
-            return fail(
-                f"{_path(last.path)} redirects to another site, {last.location} ({chain}): authentik does "
-                f"not know its public address is https://{origin}",
-                f"compose.yaml must set `AUTHENTIK_WEB__BASE_URL: https://{origin}` (the public_url answer; "
-                "`scaffold update` renders it), and nginx must pass the Host the browser used (see "
-                f"proxy.headers); then {RELOAD} and `docker compose up -d`",
-            )
+            return hop, target
+    return None
+
+
+def _redirect_end(last: Hop, origin: str, url: str, chain: str) -> Outcome:
+    """The walk stopped on a redirect: no Location, another site, or too many."""
+    if not last.location:
+        return fail(f"{_path(last.path)} answers {last.status} without a Location ({chain})", UNREACHABLE_FIX)
+    if next_path(origin, last.path, last.location) is None:
         return fail(
-            f"more than {MAX_REDIRECTS} redirects from {url}: {chain}",
-            "`docker compose logs --tail 50 server nginx`; a redirect in nginx/custom/authentik.d/ or "
-            "nginx/conf.d/authentik.conf may loop with authentik's own (`git diff nginx/`)",
+            f"{_path(last.path)} redirects to another site, {last.location} ({chain}): authentik does "
+            f"not know its public address is https://{origin}",
+            f"compose.yaml must set `AUTHENTIK_WEB__BASE_URL: https://{origin}` (the public_url answer; "
+            "`scaffold update` renders it), and nginx must pass the Host the browser used (see "
+            f"proxy.headers); then {RELOAD} and `docker compose up -d`",
         )
-    if server_web_path is not None and server_web_path != web_path:
-        return fail(
-            f"authentik runs with {WEB_PATH_KEY} {server_web_path}, but web_path is {web_path}: {chain}",
-            env_fix,
-        )
+    return fail(
+        f"more than {MAX_REDIRECTS} redirects from {url}: {chain}",
+        "`docker compose logs --tail 50 server nginx`; a redirect in nginx/custom/authentik.d/ or "
+        "nginx/conf.d/authentik.conf may loop with authentik's own (`git diff nginx/`)",
+    )
+
+
+def _answer_end(hops: list[Hop], web_path: str, url: str, chain: str) -> Outcome:
+    """The walk stopped on an answer that is not the login flow."""
+    last = hops[-1]
     if len(hops) == 1 and last.status == 404:
         return fail(
             f"{url} answers 404: nginx does not proxy {web_path} to authentik",
@@ -170,7 +192,7 @@ def check_login_flow(ctx: Context) -> Outcome:
             f"cannot open {url} via 127.0.0.1:{ctx.https_port}: {exc}",
             "`docker compose ps nginx`, `docker compose logs --tail 50 nginx`",
         )
-    server_path = normalize_web_path(container_env(server).get(WEB_PATH_KEY))
+    server_path = running_web_path(server)
     outcome = judge_login_flow(
         hops, web_path=ctx.web_path, origin=ctx.public_origin, server_web_path=server_path
     )

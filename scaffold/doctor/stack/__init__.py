@@ -1,0 +1,10 @@
+"""doctor's `stack.*` checks: the running containers, and requests sent through nginx to authentik.
+
+`services` looks at the containers (state, applied .env, nginx's configuration test, WebSockets),
+`flow` follows the login flow, `publicurl` compares the public URL with what authentik and nginx
+were given, `clientaddr` checks which client address reaches authentik.
+"""
+
+from scaffold.doctor.stack import clientaddr, flow, publicurl, services
+
+CHECKS = (*services.CHECKS, *flow.CHECKS, *publicurl.CHECKS, *clientaddr.CHECKS)
