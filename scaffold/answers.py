@@ -6,7 +6,7 @@ password) are never in it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +17,36 @@ ANSWERS_FILE = ".copier-answers.yml"
 
 @dataclass(frozen=True)
 class Answers:
+    """Every question of copier.yml, typed, with copier.yml's defaults (a test keeps the two in step).
+
+    The SMTP password is a secret answer: it is never in the answers file, so never here.
+    """
+
     project_name: str
     domain: str
     authentik_version: str
+    acme_email: str = ""
+    acme_accept_no_email: bool = False
+    acme_server: str = "letsencrypt"
+    web_path: str = "/"
+    upstream_scheme: str = "https"
     proxy_subnet: str = "auto"
     enable_ipv6: bool = False
     proxy_subnet_v6: str = "auto"
+    upstream_proxies: str = ""
+    http_port: int = 80
+    https_port: int = 443
+    #: Where users reach authentik; projects from before the question get its default.
+    public_url: str = ""
     smtp_enabled: bool = False
     smtp_host: str = ""
-    smtp_port: int = 587
     smtp_security: str = "starttls"
+    smtp_port: int = 587
     smtp_username: str = ""
     smtp_from: str = ""
-    #: Where users reach authentik (`public_url`); projects from before the question get its default.
-    public_url: str = ""
+    outpost_docker_socket: bool = False
+    backup_schedule: str = "off"
+    backup_keep: int = 14
     src_path: str | None = None
     commit: str | None = None
     raw: dict[str, Any] | None = None
@@ -41,20 +57,21 @@ class Answers:
         if missing:
             raise ProjectError(f"the answers file lacks {', '.join(missing)}", hint=_RESTORE_HINT)
         _check_types(data)
+        # An answer that is missing (a question newer than the project) or empty where the question's
+        # default is not gets that default.
+        values = {
+            item.name: data.get(item.name) or item.default
+            for item in fields(cls)
+            if item.name in ANSWER_TYPES and item.name not in ("project_name", "domain", "authentik_version")
+        }
+        values["public_url"] = data.get("public_url") or default_public_url(
+            data["domain"], data.get("https_port")
+        )
         return cls(
             project_name=data["project_name"],
             domain=data["domain"],
             authentik_version=data["authentik_version"],
-            proxy_subnet=data.get("proxy_subnet") or "auto",
-            enable_ipv6=data.get("enable_ipv6", False),
-            proxy_subnet_v6=data.get("proxy_subnet_v6") or "auto",
-            smtp_enabled=data.get("smtp_enabled", False),
-            smtp_host=data.get("smtp_host") or "",
-            smtp_port=data.get("smtp_port") or 587,
-            smtp_security=data.get("smtp_security") or "starttls",
-            smtp_username=data.get("smtp_username") or "",
-            smtp_from=data.get("smtp_from") or "",
-            public_url=data.get("public_url") or default_public_url(data["domain"], data.get("https_port")),
+            **values,
             src_path=data.get("_src_path"),
             commit=None if data.get("_commit") is None else str(data["_commit"]),
             raw=dict(data),
@@ -68,18 +85,27 @@ ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
     "project_name": str,
     "domain": str,
     "authentik_version": str,
+    "acme_email": str,
+    "acme_accept_no_email": bool,
+    "acme_server": str,
+    "web_path": str,
+    "upstream_scheme": str,
     "proxy_subnet": str,
     "enable_ipv6": bool,
     "proxy_subnet_v6": str,
-    "smtp_enabled": bool,
-    "smtp_host": str,
-    "smtp_port": int,
-    "smtp_security": str,
-    "smtp_username": str,
-    "smtp_from": str,
-    "public_url": str,
+    "upstream_proxies": str,
     "http_port": int,
     "https_port": int,
+    "public_url": str,
+    "smtp_enabled": bool,
+    "smtp_host": str,
+    "smtp_security": str,
+    "smtp_port": int,
+    "smtp_username": str,
+    "smtp_from": str,
+    "outpost_docker_socket": bool,
+    "backup_schedule": str,
+    "backup_keep": int,
     "_src_path": str,
     "_commit": (str, int),
 }
