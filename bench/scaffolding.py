@@ -9,13 +9,15 @@ one untimed warm-up run each, and each figure is the median of N runs:
   scaffold new            scaffold new DEST --template TPL --defaults -d ...
   copier copy             copier copy --trust --defaults -d ... TPL DEST          (with the hook task)
   copier copy -T          the same with --skip-tasks
+  copier copy, empty task the same with the task replaced by `python -P -c pass` (what copier and a
+                          bare Python start cost before the hook does anything: the floor)
   scaffold update         scaffold update DEST, no template change (DEST: a copy of a project made
                           by `scaffold new`, committed)
   copier update           copier update --trust --defaults --skip-answered --conflict inline DEST
                           (with the hook task: the same end state as scaffold update, whose own
                           detection step replaces the task; this is the fair comparison)
   copier update -T        the same with --skip-tasks (copier's bare update, for information)
-  scaffold hook alone     python -m scaffold hook, what copier's task runs, from a fresh copy of the
+  scaffold hook alone     python -P -m scaffold.hook, what copier's task runs, from a fresh copy of the
                           template as copier's clone is (information)
   scaffold --help         vs copier --help
   import ...              python -X importtime -c "import scaffold.cli" (and copier, docker), cumulative
@@ -41,8 +43,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _benchutil import CouldNotMeasure, log, machine, median, print_table, run_measurement, run_timed
-from templaterepo import make_template_repo
+from _benchutil import (
+    REPO_ROOT,
+    CouldNotMeasure,
+    log,
+    machine,
+    median,
+    print_table,
+    run_measurement,
+    run_timed,
+)
+from templaterepo import edit, make_template_repo, release
 
 DATA = ["-d", "domain=sso.example.test", "-d", "acme_email=admin@example.test"]
 
@@ -56,6 +67,18 @@ def entry_point(name: str) -> Path:
     if not found:
         raise CouldNotMeasure(f"no `{name}` entry point next to {sys.executable} or on PATH")
     return Path(found)
+
+
+def scaffold_command(env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The `scaffold` entry point when it runs this checkout; else `python -P -m scaffold` with this
+    checkout on PYTHONPATH (an editable install may point at another working tree)."""
+    found = subprocess.run(
+        [sys.executable, "-P", "-c", "import scaffold; print(scaffold.__file__)"],
+        capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    if found.returncode == 0 and Path(found.stdout.strip()).resolve().parent == REPO_ROOT / "scaffold":
+        return [str(entry_point("scaffold"))], {}
+    return [sys.executable, "-P", "-m", "scaffold"], {"PYTHONPATH": str(REPO_ROOT)}
 
 
 def import_time_us(module: str, env: dict[str, str]) -> tuple[int, list[tuple[int, str]]]:
@@ -108,7 +131,7 @@ class Run:
 
 
 def measure(args: argparse.Namespace) -> int:
-    scaffold, copier = str(entry_point("scaffold")), str(entry_point("copier"))
+    copier = str(entry_point("copier"))
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-scaffolding.") as tmp_name:
         tmp = Path(tmp_name)
@@ -121,8 +144,15 @@ def measure(args: argparse.Namespace) -> int:
             if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "COPIER_ANSWERS_FILE")
         }
         env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        scaffold_cmd, scaffold_env = scaffold_command(env)
+        scaffold = " ".join(scaffold_cmd)
         template = make_template_repo(tmp / "template")
         tpl = str(template)
+        # The same template whose task only starts Python: copier's own cost of running a task.
+        empty_task = tmp / "template-empty-task"
+        shutil.copytree(template, empty_task, symlinks=True)
+        edit(empty_task, "copier.yml", "-P -m scaffold.hook", "-P -c pass")
+        release(empty_task, "v1.0.1")
         counter = iter(range(1_000_000))
 
         def fresh(prefix: str) -> Path:
@@ -135,20 +165,25 @@ def measure(args: argparse.Namespace) -> int:
 
         log("seed projects: one made by scaffold new (for updates), one by copier copy -T (for the hook)")
         seed, bare = tmp / "seed", tmp / "bare"
-        run_timed([scaffold, "new", str(seed), "--template", tpl, "--defaults", *DATA], env=env)
+        run_timed(
+            [*scaffold_cmd, "new", str(seed), "--template", tpl, "--defaults", *DATA],
+            env={**env, **scaffold_env},
+        )
         run_timed([copier, "copy", "--trust", "--defaults", "--skip-tasks", *DATA, tpl, str(bare)], env=env)
         copy_cmd = [copier, "copy", "--trust", "--defaults", *DATA]
         update_cmd = [copier, "update", "--trust", "--defaults", "--skip-answered", "--conflict", "inline"]
         # What copier's task runs (copier.yml `_tasks`), in a project without .env yet.
-        hook = [sys.executable, "-m", "scaffold", "hook"]
+        hook = [sys.executable, "-P", "-m", "scaffold.hook"]
         groups: list[tuple[dict[str, Callable[[], Run]], int]] = [
             (
                 {
                     "scaffold new": lambda: Run(
-                        [scaffold, "new", str(fresh("new")), "--template", tpl, "--defaults", *DATA]
+                        [*scaffold_cmd, "new", str(fresh("new")), "--template", tpl, "--defaults", *DATA],
+                        env=scaffold_env,
                     ),
                     "copier copy": lambda: Run([*copy_cmd, tpl, str(fresh("cp"))]),
                     "copier copy -T": lambda: Run([*copy_cmd, "--skip-tasks", tpl, str(fresh("cpt"))]),
+                    "copier copy, empty task": lambda: Run([*copy_cmd, str(empty_task), str(fresh("cpe"))]),
                     # A fresh template copy each time, like copier's clone: no cached bytecode for it.
                     "scaffold hook alone": lambda: Run(
                         hook, cwd=copy_of(bare), env={"PYTHONPATH": str(copy_of(template))}
@@ -158,7 +193,9 @@ def measure(args: argparse.Namespace) -> int:
             ),
             (
                 {
-                    "scaffold update": lambda: Run([scaffold, "update", str(copy_of(seed))]),
+                    "scaffold update": lambda: Run(
+                        [*scaffold_cmd, "update", str(copy_of(seed))], env=scaffold_env
+                    ),
                     "copier update": lambda: Run([*update_cmd, str(copy_of(seed))]),
                     "copier update -T": lambda: Run([*update_cmd, "--skip-tasks", str(copy_of(seed))]),
                 },
@@ -166,7 +203,7 @@ def measure(args: argparse.Namespace) -> int:
             ),
             (
                 {
-                    "scaffold --help": lambda: Run([scaffold, "--help"]),
+                    "scaffold --help": lambda: Run([*scaffold_cmd, "--help"], env=scaffold_env),
                     "copier --help": lambda: Run([copier, "--help"]),
                 },
                 args.help_runs,
@@ -189,11 +226,11 @@ def measure(args: argparse.Namespace) -> int:
             shutil.rmtree(tmp / "runs", ignore_errors=True)
 
         imports = {
-            module: [import_time_us(module, env) for _ in range(5)]
+            module: [import_time_us(module, {**env, **scaffold_env}) for _ in range(5)]
             for module in ("scaffold.cli", "copier", "docker")
         }
         hook_imports = top_level_imports(
-            ["-m", "scaffold", "hook"], {**env, "PYTHONPATH": str(copy_of(template))}, copy_of(bare)
+            ["-P", "-m", "scaffold.hook"], {**env, "PYTHONPATH": str(copy_of(template))}, copy_of(bare)
         )
     report(args, results, imports, hook_imports, scaffold, copier)
     return 0
@@ -224,7 +261,9 @@ def report(
         for name, values in results.items()
     ]
     print_table(["command", "median ms", "min ms", "max ms", "runs"], rows)
-    print("  scaffold hook alone = `python -m scaffold hook` with PYTHONPATH=<fresh copy of the template>,")
+    print(
+        "  scaffold hook alone = `python -P -m scaffold.hook` with PYTHONPATH=<fresh copy of the template>,"
+    )
     print("  in a fresh `copier copy --skip-tasks` result (what copier's task runs; it creates .env)")
     print()
     cumulative = {module: median(total for total, _ in runs) / 1000 for module, runs in imports.items()}
@@ -236,9 +275,7 @@ def report(
         print(f"    slowest direct imports (ms, one run): {children}")
     hook_total = sum(c for c, _ in hook_imports) / 1000
     slowest = ", ".join(f"{name} {c / 1000:.1f}" for c, name in hook_imports[:6])
-    print(
-        f"python -X importtime -m scaffold hook (fresh template copy, one run): {hook_total:.1f} ms importing"
-    )
+    print(f"python -X importtime -P -m scaffold.hook (fresh template copy, one run): {hook_total:.1f} ms")
     print(f"    slowest top-level imports (ms): {slowest}")
     print()
 
@@ -253,7 +290,13 @@ def report(
 
     pairs = [
         ("scaffold new / copier copy --skip-tasks", "scaffold new", "copier copy -T", 1.3),
-        ("copier copy (hook task) / copier copy --skip-tasks", "copier copy", "copier copy -T", 1.3),
+        ("copier copy (hook task) / copier copy --skip-tasks", "copier copy", "copier copy -T", 1.2),
+        (
+            "copier copy (empty task) / copier copy --skip-tasks",
+            "copier copy, empty task",
+            "copier copy -T",
+            None,
+        ),
         ("scaffold new / copier copy (hook task)", "scaffold new", "copier copy", None),
         ("scaffold hook alone / copier copy --skip-tasks", "scaffold hook alone", "copier copy -T", None),
         ("scaffold update / copier update (hook task), no change", "scaffold update", "copier update", None),
@@ -274,10 +317,12 @@ def report(
             note = "fair comparison (same end state)"
         lines.append((label, f"{value:.2f}", f"{note}; {by_min(a, b)}"))
     hook_ms = (median(results["copier copy"]) - median(results["copier copy -T"])) * 1000
-    docker_share = cumulative["docker"] / 1000 / median(results["scaffold hook alone"])
+    beyond_empty = (median(results["copier copy"]) - median(results["copier copy, empty task"])) * 1000
+    hook_docker = any(name == "docker" for _, name in hook_imports)
     lines += [
         ("hook task cost inside copier copy", f"{hook_ms:.0f} ms", "info"),
-        ("import docker (SDK) / scaffold hook alone", f"{docker_share:.2f}", "info"),
+        ("of which beyond an empty Python task", f"{beyond_empty:.0f} ms", "info"),
+        ("hook imports the Docker SDK", "yes" if hook_docker else "no", "info (local socket: stdlib client)"),
         ("import scaffold.cli, cumulative", f"{cumulative['scaffold.cli']:.1f} ms", "info"),
     ]
     print("RATIOS (median wall time; min-based for comparison)")

@@ -163,7 +163,7 @@ def run_detect(
     owned_client = False
     if docker is None and use_docker:
         try:
-            docker = connect()
+            docker = connect(sdk=False)
             owned_client = True
         except DockerUnavailable as exc:
             report.docker_error = exc

@@ -26,6 +26,8 @@ from scaffold.subnets import IPAddress, Network, Occupied
 if TYPE_CHECKING:
     import docker
 
+    from scaffold.dockersocket import SocketClient
+
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_NETWORK_LABEL = "com.docker.compose.network"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
@@ -257,7 +259,8 @@ def _endpoint_from_environment() -> tuple[str | None, Any]:
 class DockerAPI:
     """The few read-only questions scaffold asks the daemon."""
 
-    client: docker.DockerClient
+    #: The SDK's client, or on the local socket the stdlib one (see `connect(sdk=False)`).
+    client: docker.DockerClient | SocketClient
     endpoint: str
 
     @property
@@ -489,8 +492,24 @@ def occupied_by_networks(
     ]
 
 
-def connect(*, timeout: int = 10) -> DockerAPI:
-    """A client for the daemon the docker CLI would use, checked with a ping."""
+def connect(*, timeout: int = 10, sdk: bool = True) -> DockerAPI:
+    """A client for the daemon the docker CLI would use, checked with a ping.
+
+    `sdk=False` is for callers that use only `DockerAPI`'s own methods: on the local unix socket
+    they get the standard-library client (`scaffold.dockersocket`) and the SDK is never imported,
+    which keeps the copier task fast; other endpoints still go through the SDK.
+    """
+    if not sdk:
+        from scaffold.dockersocket import SocketClient, local_socket_path
+
+        socket_path = local_socket_path()
+        if socket_path is not None:
+            local = SocketClient(socket_path, timeout=timeout)
+            try:
+                local.ping()
+            except OSError as exc:
+                raise _unavailable(f"unix://{socket_path}", exc) from None
+            return DockerAPI(client=local, endpoint=f"unix://{socket_path}")
     try:
         import docker
         from docker.errors import DockerException

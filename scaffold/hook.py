@@ -50,3 +50,7 @@ def main(project_dir: Path | None = None) -> int:
         return 0
     output.print_detect_report(report)
     return 0
+
+
+if __name__ == "__main__":  # copier's task runs `python -P -m scaffold.hook`: no CLI parser to import
+    sys.exit(main())

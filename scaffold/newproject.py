@@ -91,7 +91,7 @@ def check_explicit_subnet(data: dict[str, str]) -> None:
     from scaffold.hostroutes import host_routes
 
     try:
-        docker = connect()
+        docker = connect(sdk=False)
     except DockerUnavailable:
         return  # the hook checks again and explains
     try:

@@ -122,12 +122,11 @@ def template_questions(source: str) -> dict[str, str] | None:
     """{question: its copier type} of a local template's copier.yml (None for a remote template)."""
     if is_url(source):
         return None
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from scaffold.yamlfile import YAMLError, read_yaml
 
     path = Path(source) / "copier.yml"
     try:
-        data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)
     except (OSError, UnicodeDecodeError, YAMLError) as exc:
         raise TemplateError(f"cannot read {path}: {exc}", hint=_FIX_SOURCE) from None
     if not isinstance(data, dict):

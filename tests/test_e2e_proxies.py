@@ -11,7 +11,10 @@ balancer or like Cloudflare) in front of the stack's nginx, on a network of its 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
+import random
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,9 +32,12 @@ from test_e2e_stack import WSCLIENT, common_name, curl, json_log, run_client_scr
 pytestmark = pytest.mark.docker
 
 FORGED = "203.0.113.77"
-# Cloudflare's first published IPv4 range is 173.245.48.0/20; the test's "Cloudflare edge" network
-# takes a small piece of it so that nginx sees its proxy connect from a Cloudflare address.
-CLOUDFLARE_TEST_SUBNET = "173.245.48.0/28"
+# The "Cloudflare edge" never takes a real Cloudflare address: the chain test swaps this test-only
+# ranges file (TEST-NET-2, 198.51.100.0/24) in for the template's cloudflare-ranges.conf and puts the
+# edge network inside that documentation range, so nginx sees its proxy connect from a "Cloudflare"
+# address that routes nowhere.
+TEST_CLOUDFLARE_RANGES = Path(__file__).parent / "fixtures" / "cloudflare-ranges.test.conf"
+TEST_CLOUDFLARE_RANGE = ipaddress.ip_network("198.51.100.0/24")
 
 
 def https_get(stack: Stack, nginx_ip: str, path: str, *args: str) -> tuple[int, dict[str, str], str]:
@@ -208,6 +214,21 @@ class Chain:
         return json.loads(body)
 
 
+def create_network_in(parent: ipaddress.IPv4Network, name: str) -> None:
+    """A bridge network on a free /28 of `parent`: tests running in parallel may hold other /28s."""
+    candidates = list(parent.subnets(new_prefix=28))
+    random.shuffle(candidates)
+    errors = []
+    for subnet in candidates:
+        result = docker_cli("network", "create", "--subnet", str(subnet), name, check=False)
+        if result.returncode == 0:
+            return
+        errors.append(result.stderr.strip())
+        if "overlap" not in result.stderr:
+            break
+    raise AssertionError(f"no network in {parent} for {name}: {errors[-1]}")
+
+
 @contextlib.contextmanager
 def chain(tmp_path: Path, images: Any, *, cloudflare: bool) -> Iterator[Chain]:
     """Front proxy first (its address goes into upstream_proxies), then the stack with nginx on `edge`."""
@@ -217,9 +238,11 @@ def chain(tmp_path: Path, images: Any, *, cloudflare: bool) -> Iterator[Chain]:
     extra = "proxy_set_header CF-Connecting-IP $remote_addr;" if cloudflare else ""
     conf.write_text(FRONT_CONF % {"domain": DOMAIN, "extra": extra})
     conf.chmod(0o644)
-    subnet = ["--subnet", CLOUDFLARE_TEST_SUBNET] if cloudflare else []
     try:
-        docker_cli("network", "create", *subnet, edge)
+        if cloudflare:
+            create_network_in(TEST_CLOUDFLARE_RANGE, edge)
+        else:
+            docker_cli("network", "create", edge)
         docker_cli(
             "run", "-d", "--name", front, "--network", edge,
             "-v", f"{conf}:/etc/nginx/conf.d/default.conf:ro", images.nginx,
@@ -236,6 +259,8 @@ def chain(tmp_path: Path, images: Any, *, cloudflare: bool) -> Iterator[Chain]:
             override["services"]["nginx"]["networks"]["edge"] = {}
             override["networks"]["edge"] = {"external": True, "name": edge}
             override_path.write_text(json.dumps(override, indent=2))
+            if cloudflare:
+                shutil.copyfile(TEST_CLOUDFLARE_RANGES, stack.dir / "nginx/snippets/cloudflare-ranges.conf")
             try:
                 stack.up("nginx")
                 docker_cli("network", "connect", stack.network_name("client"), front)
@@ -304,6 +329,7 @@ def test_chain_cloudflare_takes_cf_connecting_ip_from_cloudflare_only(tmp_path: 
         stack = ch.stack
         real_ip = (stack.dir / "nginx" / "snippets" / "real-ip.conf").read_text()
         assert "real_ip_header CF-Connecting-IP;" in real_ip, real_ip
+        assert ipaddress.ip_address(ch.front_ip) in TEST_CLOUDFLARE_RANGE, ch.front_ip
         client_ip = stack.client_address()
         seen = ch.via_front(
             "/through-cloudflare", f"CF-Connecting-IP: {FORGED}", f"X-Forwarded-For: {FORGED}"

@@ -100,9 +100,9 @@ def test_every_exit_code_is_in_help_and_readme() -> None:
 
 
 def _authentik_validator() -> tuple[str, str]:
-    from ruamel.yaml import YAML
+    from scaffold.yamlfile import read_yaml
 
-    question = YAML(typ="safe", pure=True).load((REPO_ROOT / "copier.yml").read_text())["authentik_version"]
+    question = read_yaml(REPO_ROOT / "copier.yml")["authentik_version"]
     return question.get("validator", ""), question["default"]
 
 
