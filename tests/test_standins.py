@@ -721,6 +721,8 @@ def test_authentik_serves_only_under_its_web_path(
     assert answer("/auth/if/user/") == f"302 {flow}"
     page = exec_ok(client_box, "curl", "-sS", "--fail", flow)
     assert '<ak-flow-executor flowSlug="default-authentication-flow">' in page
+    # its script (which tests/test_e2e_browser.py runs in chromium) posts under the web path too
+    assert 'fetch("/auth/api/v3/flows/executor/default-authentication-flow/"' in page
     assert echo(client_box, "http://ak-path:9000/auth/api/v3/x/")["path"] == "/auth/api/v3/x/"
 
 

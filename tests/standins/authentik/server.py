@@ -12,6 +12,7 @@ rather than streams because it runs in benchmarks behind nginx.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import socket
 import ssl
@@ -64,11 +65,26 @@ class App:
         return path[len(self.web_path) - 1 :]
 
 
-def _flow_page(slug: str) -> bytes:
-    """What matters of authentik's flow interface: an HTML page with the flow executor element."""
+def _flow_page(web_path: str, slug: str) -> bytes:
+    """What matters of authentik's flow interface: an HTML page with the flow executor element,
+    whose script submits the login stage as authentik's flow executor does (a same-origin fetch
+    POST, so a browser adds its Origin) and writes the answer and the page's address into the DOM
+    for a headless browser's --dump-dom."""
+    executor = f"{web_path}{FLOW_EXECUTOR_PREFIX.lstrip('/')}{quote(slug, safe='')}/"
+    script = (
+        "const show = (id, text) => { document.getElementById(id).textContent = text; };"
+        "show('location', location.href);"
+        f"fetch({json.dumps(executor)} + '?query=' + encodeURIComponent(location.search.slice(1)), {{"
+        "method: 'POST', headers: {'Content-Type': 'application/json'},"
+        "body: JSON.stringify({component: 'ak-stage-identification', uid_field: 'akadmin'})})"
+        ".then(r => r.text().then(t => show('outcome', r.status + ' ' + t)))"
+        ".catch(e => show('outcome', 'error ' + e));"
+    ).replace("</", "<\\/")
     return (
         "<!DOCTYPE html>\n<html><head><title>authentik</title></head><body>"
-        f'<ak-flow-executor flowSlug="{slug}"></ak-flow-executor></body></html>\n'
+        f'<ak-flow-executor flowSlug="{html.escape(slug)}"></ak-flow-executor>'
+        '<pre id="location"></pre><pre id="outcome"></pre>'
+        f"<script>{script}</script></body></html>\n"
     ).encode()
 
 
@@ -244,7 +260,7 @@ class HttpProtocol(asyncio.Protocol):
             location = f"{app.web_path}{FLOW_PREFIX.lstrip('/')}{LOGIN_FLOW}/?next={quote(path, safe='')}"
         elif inner.startswith(FLOW_PREFIX) and inner.count("/") == 4:
             status, content_type = 200, "text/html; charset=utf-8"
-            payload = _flow_page(inner.removeprefix(FLOW_PREFIX).strip("/"))
+            payload = _flow_page(app.web_path, inner.removeprefix(FLOW_PREFIX).strip("/"))
         elif method == "POST" and inner.startswith(FLOW_EXECUTOR_PREFIX) and inner.count("/") == 6:
             # A submitted login stage: the flow executor answers where the browser goes next.
             status = 200
