@@ -11,8 +11,10 @@ nothing but loopback.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -96,6 +98,23 @@ def port_forward(router_stack: Stack) -> Iterator[str]:
         router.wait(timeout=10)
 
 
+def _run_browser(command: list[str]) -> str:
+    """chromium's --dump-dom output; on a timeout its whole process group (renderer, GPU and
+    network helpers included) is killed, so no browser outlives the test."""
+    browser = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        dom, errors = browser.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(browser.pid, signal.SIGKILL)
+        browser.communicate()
+        raise
+    if browser.returncode != 0:
+        raise AssertionError(f"chromium exited with {browser.returncode}: {errors[-2000:]}")
+    return dom
+
+
 def _sign_in(url: str, address: str, profile: Path) -> tuple[str, str]:
     """Load `url` in chromium with DOMAIN resolving to `address`; the flow page's address and the
     login POST's outcome ("<status> <body>") as its script wrote them into the DOM."""
@@ -108,7 +127,7 @@ def _sign_in(url: str, address: str, profile: Path) -> tuple[str, str]:
     ]
 
     def signed_in() -> tuple[str, str] | None:
-        dom = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+        dom = _run_browser(command)
         location = re.search(r'<pre id="location">(.*?)</pre>', dom, re.S)
         outcome = re.search(r'<pre id="outcome">(.*?)</pre>', dom, re.S)
         if location is None or outcome is None or not outcome.group(1):
