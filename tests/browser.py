@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from stack import DOMAIN
+from polling import wait_for
+from stack import DOMAIN, Stack
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 LOGIN = "/api/v3/flows/executor/default-authentication-flow/?query=next%3D%252Fif%252Fuser%252F"
@@ -93,3 +94,13 @@ def login(port: int, host: str, origin: str) -> Answer:
     body = b'{"component": "ak-stage-identification", "uid_field": "akadmin"}'
     headers = {"Host": host, "Origin": origin, "Content-Type": "application/json"}
     return published_request(port, LOGIN, headers, method="POST", body=body)
+
+
+def wait_until_served(stack: Stack, host: str = DOMAIN) -> None:
+    """Wait until authentik answers its health check through nginx's published port for `host`."""
+    wait_for(
+        lambda: published_request(stack.https_port, "/-/health/live/", {"Host": host}).status == 200,
+        "authentik through nginx",
+        timeout=180,
+        context=lambda: stack.logs("nginx")[-2000:],
+    )

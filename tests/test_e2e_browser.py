@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import published_request
+from browser import wait_until_served
 from conftest import require
 from polling import wait_for
 from stack import DOMAIN, Stack, running_stack
@@ -59,12 +59,7 @@ def router_stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> It
     data = {"public_url": f"https://{DOMAIN}"}
     with running_stack(tmp_path_factory.mktemp("browser"), standin_images, data) as stack:
         stack.up()
-        wait_for(
-            lambda: published_request(stack.https_port, "/-/health/live/", {"Host": DOMAIN}).status == 200,
-            "authentik through nginx",
-            timeout=180,
-            context=lambda: stack.logs("nginx")[-2000:],
-        )
+        wait_until_served(stack)
         yield stack
 
 

@@ -17,8 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from browser import login, published_request, walk
-from polling import wait_for
+from browser import login, published_request, wait_until_served, walk
 from stack import DOMAIN, Stack, running_stack, unique_name
 from test_doctor_stack import Doctor, secrets_of
 from test_e2e_stack import curl, json_log
@@ -33,12 +32,7 @@ def router(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator
     """public_url without a port, nginx on a high host port: what a router's port forward needs."""
     with running_stack(tmp_path_factory.mktemp("router"), standin_images, {"public_url": PUBLIC}) as stack:
         stack.up()
-        wait_for(
-            lambda: published_request(stack.https_port, "/-/health/live/", {"Host": DOMAIN}).status == 200,
-            "authentik through nginx",
-            timeout=180,
-            context=lambda: stack.logs("nginx")[-2000:],
-        )
+        wait_until_served(stack)
         yield stack
 
 
