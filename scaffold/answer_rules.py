@@ -501,6 +501,185 @@ def check_backup_keep(value: int, *, backup_schedule: str = "daily") -> None:
         raise AnswerProblem(f"backup_keep is {value}", "keep at least 1 archive.")
 
 
+# --- Apps behind forward auth -----------------------------------------------------------------
+
+#: An app's name: its file names (nginx/conf.d/apps/NAME.conf, nginx/custom/apps/NAME.d/) and
+#: authentik's application slug, so lower-case letters, digits, '-' and '_'.
+_APP_NAME = r"[a-z0-9][a-z0-9_-]{0,49}"
+#: A Compose service, a LAN host name or an IPv4 address, or an IPv6 address in brackets.
+_UPSTREAM = r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})"
+_BYPASS = r"(?:/[A-Za-z0-9._~-]+)+/?"
+#: Paths of the app's host that belong to the stack: the embedded outpost and ACME challenges.
+RESERVED_PATHS = ("/outpost.goauthentik.io", "/.well-known/acme-challenge")
+APP_KEYS = ("host", "upstream", "websockets", "bypass", "identity_headers", "group")
+
+
+@dataclass(frozen=True)
+class App:
+    """One app behind forward auth (an item of the `apps` answer), with its defaults filled in."""
+
+    name: str
+    host: str
+    upstream: str
+    websockets: bool = True
+    bypass: tuple[str, ...] = ()
+    identity_headers: bool = True
+    group: str = ""
+
+
+def _check_app_name(name: object) -> str:
+    if not isinstance(name, str) or not re.fullmatch(_APP_NAME, name):
+        raise AnswerProblem(
+            f"the app name {shown(name)} is not a valid file name",
+            "use 1 to 50 lower-case letters, digits, '-' and '_', starting with a letter or digit "
+            "(e.g. jellyfin).",
+        )
+    return name
+
+
+def _check_app_host(name: str, host: object, domain: str) -> str:
+    try:
+        check_domain(host if isinstance(host, str) else "")
+    except AnswerProblem as problem:
+        raise AnswerProblem(
+            f"app {name}: host {problem.message[:1].lower()}{problem.message[1:]}",
+            problem.fix.replace("authentik", f"app {name}"),
+        ) from None
+    assert isinstance(host, str)
+    if host == domain:
+        raise AnswerProblem(
+            f"app {name}: host {shown(host)} is authentik's own domain",
+            f"give the app a host name of its own, e.g. {name}.{domain.partition('.')[2] or domain}.",
+        )
+    return host
+
+
+def _check_upstream(name: str, upstream: object) -> str:
+    match = re.fullmatch(_UPSTREAM, upstream) if isinstance(upstream, str) else None
+    if match is None or not 1 <= int(match.group("port")) <= 65535:
+        raise AnswerProblem(
+            f"app {name}: upstream {shown(upstream)} is not http(s)://HOST:PORT",
+            "give the scheme, host and port nginx reaches the app at, nothing else, e.g. "
+            "http://jellyfin:8096 (a Compose service on a network nginx shares) or "
+            "http://192.168.1.20:8096.",
+        )
+    if match.group("host").startswith("["):
+        try:
+            ipaddress.IPv6Address(match.group("host")[1:-1])
+        except ValueError:
+            raise AnswerProblem(
+                f"app {name}: upstream {shown(upstream)} has no valid IPv6 address in brackets",
+                "write it as http://[2001:db8::20]:8096.",
+            ) from None
+    return upstream
+
+
+def _check_bypass(name: str, bypass: object) -> tuple[str, ...]:
+    items = [bypass] if isinstance(bypass, str) else bypass
+    if not isinstance(items, (list, tuple)):
+        raise AnswerProblem(f"app {name}: bypass {shown(bypass)} is not a list of paths", "e.g. [/api/].")
+    for path in items:
+        if not isinstance(path, str) or not re.fullmatch(_BYPASS, path) or re.search(r"/\.{1,2}(/|$)", path):
+            raise AnswerProblem(
+                f"app {name}: bypass {shown(path)} is not a path",
+                "give a path of the app that skips the login, starting with '/', of letters, digits, "
+                "'-', '_', '.' and '~' between the slashes, e.g. /api/ (not / itself: that would "
+                "leave the whole app open).",
+            )
+        if any(path == reserved or path.startswith(reserved + "/") for reserved in RESERVED_PATHS):
+            raise AnswerProblem(
+                f"app {name}: bypass {shown(path)} belongs to the stack (forward auth or certificates)",
+                "give a path of the app itself, such as /api/.",
+            )
+    return tuple(items)
+
+
+def _check_group(name: str, group: object) -> str:
+    if group is None or group == "":
+        return ""
+    if (
+        not isinstance(group, str)
+        or group != group.strip()
+        or _has_control_characters(group)
+        or len(group) > 150
+    ):
+        raise AnswerProblem(
+            f"app {name}: group {shown(group)} is not an authentik group name",
+            "give the name of the group whose members may use the app, on one line, without leading "
+            "or trailing spaces (at most 150 characters), or leave it out for every user.",
+        )
+    return group
+
+
+def _check_flag(name: str, key: str, value: object) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise AnswerProblem(f"app {name}: {key} is {shown(value)}", "use true or false.")
+    return value
+
+
+def _parse_app(name: object, spec: object, domain: str) -> App:
+    name = _check_app_name(name)
+    if not isinstance(spec, dict):
+        raise AnswerProblem(
+            f"app {name} is {shown(spec)}, not a mapping",
+            "give at least its host and upstream, e.g. {host: jellyfin.example.com, upstream: "
+            "'http://jellyfin:8096'}.",
+        )
+    unknown = sorted(str(key) for key in spec if key not in APP_KEYS)
+    if unknown:
+        raise AnswerProblem(
+            f"app {name} has unknown settings: {', '.join(unknown)}",
+            f"an app has only {', '.join(APP_KEYS)}.",
+        )
+    return App(
+        name=name,
+        host=_check_app_host(name, spec.get("host"), domain),
+        upstream=_check_upstream(name, spec.get("upstream")),
+        websockets=_check_flag(name, "websockets", spec.get("websockets")),
+        bypass=_check_bypass(name, spec.get("bypass") or []),
+        identity_headers=_check_flag(name, "identity_headers", spec.get("identity_headers")),
+        group=_check_group(name, spec.get("group")),
+    )
+
+
+def parse_apps(value: object, *, domain: str = "") -> tuple[App, ...]:
+    """The `apps` answer (a mapping of name to settings), every app checked, defaults filled in.
+
+    Host names must differ from `domain` and from each other: nginx and authentik's outpost both pick
+    the app by host name.
+    """
+    if value is None or value == "" or value == {}:
+        return ()
+    if not isinstance(value, dict):
+        raise AnswerProblem(
+            f"apps {shown(value)} is not a mapping of app names to settings",
+            "e.g. {jellyfin: {host: jellyfin.example.com, upstream: 'http://jellyfin:8096'}}, or use "
+            "`scaffold app add`.",
+        )
+    apps: list[App] = []
+    for name, spec in value.items():
+        app = _parse_app(name, spec, domain)
+        for other in apps:
+            if other.host == app.host:
+                raise AnswerProblem(
+                    f"apps {other.name} and {app.name} have the same host {app.host}",
+                    "give each app a host name of its own.",
+                )
+        apps.append(app)
+    return tuple(apps)
+
+
+def check_apps(value: object, *, domain: str = "") -> None:
+    parse_apps(value, domain=domain)
+
+
+def app_public_port(public_url: str) -> str:
+    """The port users reach the stack on (public_url's; empty for 443), which apps share."""
+    return public_url.split("://", 1)[-1].partition(":")[2]
+
+
 #: The rule of every question that has one; copier.yml's validators call them through `problem_with`.
 RULES: dict[str, Callable[..., None]] = {
     "project_name": check_project_name,
@@ -523,6 +702,7 @@ RULES: dict[str, Callable[..., None]] = {
     "smtp_from": check_smtp_from,
     "backup_schedule": check_backup_schedule,
     "backup_keep": check_backup_keep,
+    "apps": check_apps,
 }
 
 
@@ -584,6 +764,13 @@ def compose_string(value: object) -> str:
     return '"' + "".join(out) + '"'
 
 
+def json_string(value: object) -> str:
+    """A JSON string, which YAML reads back as exactly `value` (blueprints: group names)."""
+    import json
+
+    return json.dumps(str(value), ensure_ascii=False)
+
+
 #: What copier's Jinja environment gets (scaffold/copier_extension.py installs them).
 TEMPLATE_GLOBALS: dict[str, Callable[..., Any]] = {"problem_with": problem_with}
 TEMPLATE_FILTERS: dict[str, Callable[..., Any]] = {
@@ -591,4 +778,7 @@ TEMPLATE_FILTERS: dict[str, Callable[..., Any]] = {
     "acme_directory_url": acme_directory_url,
     "parsed_upstream_proxies": parse_upstream_proxies,
     "compose_string": compose_string,
+    "parsed_apps": parse_apps,
+    "app_public_port": app_public_port,
+    "json_string": json_string,
 }

@@ -6,7 +6,7 @@ password) are never in it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ class Answers:
     outpost_docker_socket: bool = False
     backup_schedule: str = "off"
     backup_keep: int = 14
+    #: Apps behind forward auth: name -> settings (answer_rules.parse_apps reads them).
+    apps: dict = field(default_factory=dict)
     src_path: str | None = None
     commit: str | None = None
     raw: dict[str, Any] | None = None
@@ -60,7 +62,7 @@ class Answers:
         # An answer that is missing (a question newer than the project) or empty where the question's
         # default is not gets that default.
         values = {
-            item.name: data.get(item.name) or item.default
+            item.name: data.get(item.name) or _default(item)
             for item in fields(cls)
             if item.name in ANSWER_TYPES and item.name not in ("project_name", "domain", "authentik_version")
         }
@@ -76,6 +78,10 @@ class Answers:
             commit=None if data.get("_commit") is None else str(data["_commit"]),
             raw=dict(data),
         )
+
+
+def _default(item: Field) -> Any:
+    return item.default_factory() if item.default is MISSING else item.default  # type: ignore[misc]
 
 
 _RESTORE_HINT = "restore it from git (`git checkout -- .copier-answers.yml`) or from .scaffold/backups/"
@@ -106,10 +112,11 @@ ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
     "outpost_docker_socket": bool,
     "backup_schedule": str,
     "backup_keep": int,
+    "apps": dict,
     "_src_path": str,
     "_commit": (str, int),
 }
-_TYPE_WORDS = {str: "text", bool: "true or false", int: "a whole number"}
+_TYPE_WORDS = {str: "text", bool: "true or false", int: "a whole number", dict: "a mapping"}
 
 
 def _check_types(data: dict[str, Any]) -> None:

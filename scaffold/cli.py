@@ -262,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         from scaffold.hook import main as hook_main
 
         return hook_main()
+    if argv[:1] == ["render-apps"] and len(argv) == 2:  # run by `scaffold update` from the template
+        from scaffold.appfiles import main as render_apps
+
+        return render_apps(Path(argv[1]))
     if argv[:1] == ["migrate"] and len(argv) == 2:  # called by the template's _migrations
         from scaffold.migrations import run_migration
 

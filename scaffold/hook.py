@@ -49,7 +49,19 @@ def main(project_dir: Path | None = None) -> int:
         )
         return 0
     output.print_detect_report(report)
+    _write_app_files(root)
     return 0
+
+
+def _write_app_files(root: Path) -> None:
+    """nginx's file per app (copier cannot render one file per list item): see scaffold/appfiles.py."""
+    from scaffold.appfiles import main as render_apps
+
+    try:
+        render_apps(root)
+    except (ScaffoldError, OSError) as exc:
+        output.status("warn", f"scaffold could not write the apps' nginx files: {exc}", stream=sys.stderr)
+        output.say(f"      fix it, then run `scaffold update` in {root}", stream=sys.stderr)
 
 
 if __name__ == "__main__":  # copier's task runs `python -P -m scaffold.hook`: no CLI parser to import

@@ -305,6 +305,25 @@ def run_template_detect(project: Path, *, dry_run: bool = False) -> int:
     return run_detect_command(project, dry_run=dry_run)
 
 
+def run_template_apps(project: Path) -> int:
+    """Write nginx's file per app with the code of the template version the project now has.
+
+    copier's task (skipped by the update, see `_run_copier_update`) would do it; a template version
+    from before apps has no such command, and then there is nothing to write.
+    """
+    answers = load_answers(project)
+    with template_source.checkout(str(answers.src_path), answers.commit) as checkout:
+        if checkout is not None and (checkout / "scaffold" / "appfiles.py").is_file():
+            env = {**os.environ, "PYTHONPATH": str(checkout)}
+            command = [sys.executable, "-P", "-m", "scaffold", "render-apps", str(project)]
+            return subprocess.run(command, env=env, cwd=project, check=False).returncode
+        if checkout is not None:
+            return 0
+    from scaffold.appfiles import main as render_apps
+
+    return render_apps(project)
+
+
 def _conflicts(project: Path, conflict: str) -> list[str]:
     if conflict == "inline":
         return conflicted_files(project)
@@ -375,6 +394,7 @@ def _apply_or_restore(
     try:
         _run_copier_update(opts.project_dir, plan, opts.conflict)
         attention = run_template_detect(opts.project_dir) != 0
+        attention = run_template_apps(opts.project_dir) != 0 or attention
         if smtp_password is not None:
             attention = not apply_smtp_password(opts.project_dir, smtp_password) or attention
         return attention
