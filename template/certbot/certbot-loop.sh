@@ -7,6 +7,10 @@
 #  3. Every RENEW_INTERVAL_SECONDS, `certbot renew`: it contacts the CA only when the
 #     certificate is due (a third of its lifetime left), so restarts never burn rate limits.
 #  A failure is explained once, then retried with a growing delay instead of hammering the CA.
+# The same for every app host listed in $HOSTS_FILE (the `apps` answer), one lineage per host:
+# a host that fails (DNS not there yet) never holds up the others. The file is read again every
+# HOSTS_CHECK_SECONDS; a new host gets its placeholder and certificate at once, and a host taken
+# off the list is no longer renewed.
 set -u
 
 : "${DOMAIN:?DOMAIN is not set}"
@@ -17,6 +21,8 @@ DEPLOY_HOOK="python3 /opt/scaffold/scaffold_certbot.py activate"
 RENEW_INTERVAL_SECONDS=${RENEW_INTERVAL_SECONDS:-43200}
 RETRY_FIRST_SECONDS=${RETRY_FIRST_SECONDS:-300}
 RETRY_MAX_SECONDS=${RETRY_MAX_SECONDS:-21600}
+HOSTS_FILE=${HOSTS_FILE:-/opt/scaffold/hosts}
+HOSTS_CHECK_SECONDS=${HOSTS_CHECK_SECONDS:-3}
 
 log() { echo "[certbot-loop] $*"; }
 
@@ -28,61 +34,95 @@ else
     set -- --register-unsafely-without-email
 fi
 
+# Every host name certbot keeps a certificate for: DOMAIN, then the app hosts (comments and
+# blank lines of $HOSTS_FILE skipped).
+hosts() {
+    echo "$DOMAIN"
+    [ -f "$HOSTS_FILE" ] && sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$HOSTS_FILE"
+}
+
+hosts_signature() {
+    cat "$HOSTS_FILE" 2>/dev/null | cksum
+}
+
 $HELPER placeholder || exit 1
 
+# $1: the host; then certbot's account options.
 obtain() {
-    $HELPER wait-for-webroot || log "nginx does not serve the webroot yet; trying anyway"
+    host=$1
+    shift
+    $HELPER wait-for-webroot "$host" || log "nginx does not serve the webroot for $host yet; trying anyway"
     # A lineage whose files are unusable (the helper says why) cannot be renewed: out of the way.
-    $HELPER set-aside-unusable
+    $HELPER set-aside-unusable "$host"
     # --force-renewal only when the existing certificate came from another CA
     # (e.g. after switching from letsencrypt-staging to letsencrypt).
     extra=""
-    if $HELPER needs-new-ca; then
+    if $HELPER needs-new-ca "$host"; then
         log "the certificate on disk comes from another ACME server: replacing it"
         extra="--force-renewal --break-my-certs"
     fi
     # shellcheck disable=SC2086
     certbot certonly --non-interactive --agree-tos --keep-until-expiring \
         --webroot --webroot-path "$WEBROOT" \
-        --cert-name "$DOMAIN" --domains "$DOMAIN" \
+        --cert-name "$host" --domains "$host" \
         --server "$ACME_SERVER" "$@" $extra \
         --deploy-hook "$DEPLOY_HOOK"
 }
 
 renew() {
     certbot renew --non-interactive --no-random-sleep-on-renew \
-        --cert-name "$DOMAIN" --deploy-hook "$DEPLOY_HOOK"
+        --cert-name "$1" --deploy-hook "$DEPLOY_HOOK"
 }
 
 explain_failure() {
-    log "could not get a certificate for $DOMAIN from $ACME_SERVER. Check, in this order:"
-    log "  1. DNS: $DOMAIN must resolve to this host's public address (A/AAAA records)."
+    log "could not get a certificate for $1 from $ACME_SERVER. Check, in this order:"
+    log "  1. DNS: $1 must resolve to this host's public address (A/AAAA records)."
     log "  2. Port 80 must reach this host's nginx from the internet (router forwarding, firewall)."
     log "  3. nginx must be running: 'docker compose ps nginx', 'docker compose logs nginx'."
     log "  4. certbot's own message above (rate limits, CAA records, a typo in the domain)."
-    log "nginx keeps serving the current certificate meanwhile. Next attempt in ${delay}s."
+    log "nginx keeps serving the current certificate meanwhile; the other hosts are not held up."
+}
+
+# One host: renew or obtain, then make sure nginx is pointed at what exists. Exit status: certbot's.
+keep_certificate() {
+    host=$1
+    shift
+    $HELPER placeholder "$host" || return 1
+    if $HELPER has-certificate "$host"; then
+        renew "$host"
+    else
+        obtain "$host" "$@"
+    fi
+    status=$?
+    # Covers a restart after an issuance whose reload signal was lost.
+    $HELPER activate-existing "$host"
+    [ "$status" -eq 0 ] || explain_failure "$host"
+    return "$status"
 }
 
 delay=$RETRY_FIRST_SECONDS
 while :; do
-    if $HELPER has-certificate; then
-        renew
-    else
-        obtain "$@"
-    fi
-    status=$?
-    # Covers a restart after an issuance whose reload signal was lost.
-    $HELPER activate-existing
-    if [ "$status" -eq 0 ]; then
+    signature=$(hosts_signature)
+    failed=0
+    for host in $(hosts); do
+        keep_certificate "$host" "$@" || failed=1
+    done
+    if [ "$failed" -eq 0 ]; then
         delay=$RETRY_FIRST_SECONDS
         pause=$RENEW_INTERVAL_SECONDS
     else
-        explain_failure
         pause=$delay
         delay=$((delay * 2))
         [ "$delay" -gt "$RETRY_MAX_SECONDS" ] && delay=$RETRY_MAX_SECONDS
     fi
+    # Sleep in short steps, waking early when the host list changes (an app added or removed).
     # In the background so that `docker compose stop` (SIGTERM) ends the loop at once.
-    sleep "$pause" &
-    wait $!
+    while [ "$pause" -gt 0 ] && [ "$(hosts_signature)" = "$signature" ]; do
+        step=$HOSTS_CHECK_SECONDS
+        [ "$step" -gt "$pause" ] && step=$pause
+        sleep "$step" &
+        wait $!
+        pause=$((pause - step))
+    done
+    [ "$(hosts_signature)" = "$signature" ] || log "the host list changed: $(hosts | tr '\n' ' ')"
 done

@@ -10,6 +10,9 @@ a new value to the `generation` file, which nginx's watcher turns into a checked
 the key matches the leaf, the leaf names $DOMAIN and is in date. Files on disk are not trusted
 because certbot wrote them once: a lineage can be truncated, edited or copied in by hand.
 
+Every command works on $DOMAIN, or on the app host given after it (`placeholder app.example.com`),
+whose `current` and `placeholder` live under scaffold/hosts/HOST/.
+
 Commands:
   placeholder        make the placeholder (if needed) and make sure `current` points somewhere
   wait-for-webroot   wait until nginx serves a test file from the ACME webroot
@@ -35,8 +38,6 @@ from pathlib import Path
 
 LETSENCRYPT = Path(os.environ.get("LETSENCRYPT_DIR", "/etc/letsencrypt"))
 STATE = LETSENCRYPT / "scaffold"
-CURRENT = STATE / "current"
-PLACEHOLDER = STATE / "placeholder"
 GENERATION = STATE / "generation"
 WEBROOT = Path(os.environ.get("WEBROOT", "/var/www/acme"))
 PLACEHOLDER_SUBJECT = "scaffold placeholder certificate"
@@ -46,8 +47,34 @@ def log(message: str) -> None:
     print(f"[certbot-helper] {message}", flush=True)
 
 
+#: The host name this run works on: DOMAIN, or an app host given after the command.
+_HOST: list[str] = []
+
+
 def domain() -> str:
-    return os.environ["DOMAIN"]
+    return _HOST[0] if _HOST else os.environ["DOMAIN"]
+
+
+def state_dir() -> Path:
+    """Where `current` and `placeholder` of this host live: scaffold/ for DOMAIN (as before apps
+    existed), scaffold/hosts/HOST/ for an app host. One lineage per host: a host that fails does
+    not hold up the others, and adding or removing an app re-issues nobody else's certificate."""
+    if domain() == os.environ["DOMAIN"]:
+        return STATE
+    return STATE / "hosts" / domain()
+
+
+def current_link() -> Path:
+    return state_dir() / "current"
+
+
+def placeholder_dir() -> Path:
+    return state_dir() / "placeholder"
+
+
+def live_target(name: str) -> str:
+    """The relative link target from this host's state folder to certbot's live lineage `name`."""
+    return os.path.relpath(lineage_dir(name), state_dir())
 
 
 def lineage_dir(name: str) -> Path:
@@ -144,11 +171,12 @@ def write_atomically(path: Path, data: bytes, mode: int) -> None:
 
 def point_current_at(target: str) -> bool:
     """Atomically make `current` a relative link to `target`; True when it changed."""
-    if CURRENT.is_symlink() and os.readlink(CURRENT) == target:
+    if current_link().is_symlink() and os.readlink(current_link()) == target:
         return False
-    tmp = STATE / f".current.tmp-{secrets.token_hex(4)}"
+    state_dir().mkdir(parents=True, exist_ok=True)
+    tmp = state_dir() / f".current.tmp-{secrets.token_hex(4)}"
     os.symlink(target, tmp)
-    os.replace(tmp, CURRENT)
+    os.replace(tmp, current_link())
     return True
 
 
@@ -179,34 +207,36 @@ def make_placeholder() -> None:
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain())]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    PLACEHOLDER.mkdir(parents=True, exist_ok=True)
+    placeholder = placeholder_dir()
+    placeholder.mkdir(parents=True, exist_ok=True)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    write_atomically(PLACEHOLDER / "privkey.pem", key_pem, 0o600)
-    write_atomically(PLACEHOLDER / "fullchain.pem", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomically(placeholder / "privkey.pem", key_pem, 0o600)
+    write_atomically(placeholder / "fullchain.pem", cert.public_bytes(serialization.Encoding.PEM), 0o644)
     log(f"created a self-signed placeholder certificate for {domain()}")
 
 
 def current_target() -> str:
-    return os.readlink(CURRENT) if CURRENT.is_symlink() else "nothing"
+    return os.readlink(current_link()) if current_link().is_symlink() else "nothing"
 
 
 def cmd_placeholder() -> int:
     """At certbot's start: `current` must point at a usable pair, the lineage or else the placeholder."""
-    STATE.mkdir(parents=True, exist_ok=True)
-    if CURRENT.exists() and pair_problem(CURRENT, domain()) is None:
+    state_dir().mkdir(parents=True, exist_ok=True)
+    current = current_link()
+    if current.exists() and pair_problem(current, domain()) is None:
         return 0
-    if CURRENT.is_symlink():
-        usable(CURRENT, f"{CURRENT} (-> {current_target()})")
+    if current.is_symlink():
+        usable(current, f"{current} (-> {current_target()})")
     if has_lineage(domain()) and usable(lineage_dir(domain()), f"certbot's lineage {lineage_dir(domain())}"):
-        point_current_at(f"../live/{domain()}")
-        signal_nginx("existing certificate")
+        point_current_at(live_target(domain()))
+        signal_nginx(f"existing certificate {domain()}")
         return 0
-    if pair_problem(PLACEHOLDER, domain()) is not None:
+    if pair_problem(placeholder_dir(), domain()) is not None:
         make_placeholder()
     if point_current_at("placeholder") or not GENERATION.exists():
-        signal_nginx("placeholder")
+        signal_nginx(f"placeholder {domain()}")
     return 0
 
 
@@ -267,7 +297,7 @@ def cmd_set_aside_unusable() -> int:
     problem = pair_problem(lineage_dir(name), name, check_dates=False)
     if problem is None:
         return 0
-    if CURRENT.is_symlink() and os.readlink(CURRENT) == f"../live/{name}":
+    if current_link().is_symlink() and os.readlink(current_link()) == live_target(name):
         cmd_placeholder()  # points nginx away from it first
     aside = STATE / "set-aside" / f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     aside.mkdir(parents=True, exist_ok=True)
@@ -285,10 +315,11 @@ def cmd_set_aside_unusable() -> int:
 
 def cmd_activate() -> int:
     lineage = Path(os.environ.get("RENEWED_LINEAGE") or lineage_dir(domain()))
+    _HOST[:] = [lineage.name]  # certbot names the lineage after the host (--cert-name)
     if not usable(lineage, f"the new certificate {lineage}"):
         log(f"`current` stays at {current_target()}; nginx keeps serving what it serves")
         return 1
-    point_current_at(f"../live/{lineage.name}")
+    point_current_at(live_target(lineage.name))
     signal_nginx(f"certificate {lineage.name}")
     return 0
 
@@ -297,7 +328,7 @@ def cmd_activate_existing() -> int:
     name = domain()
     if not has_lineage(name) or pair_problem(lineage_dir(name), name) is not None:
         return 0  # has-certificate or the deploy hook already said why
-    if point_current_at(f"../live/{name}") or not GENERATION.exists():
+    if point_current_at(live_target(name)) or not GENERATION.exists():
         signal_nginx(f"certificate {name}")
     return 0
 
@@ -314,9 +345,10 @@ COMMANDS = {
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0] not in COMMANDS:
+    if len(argv) not in (1, 2) or argv[0] not in COMMANDS:
         print(__doc__, file=sys.stderr)
         return 2
+    _HOST[:] = argv[1:]
     try:
         return COMMANDS[argv[0]]()
     except OSError as exc:  # e.g. `current` made a directory by hand, a read-only volume

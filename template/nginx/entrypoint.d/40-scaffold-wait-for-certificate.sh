@@ -16,7 +16,8 @@
 # command, and nginx starts with an expired certificate anyway.
 #
 # Usage: no argument (the entrypoint): wait, then choose. `current`: point nginx at `current` if
-# nginx can load it, else print why and exit 1 (the renewal watcher, 50-scaffold-*.sh).
+# nginx can load it, else print why and exit 1 (the renewal watcher, 50-scaffold-*.sh). `hosts`:
+# the same for every app host of conf.d/apps/ (one lineage each, under $state/hosts/HOST/).
 set -eu
 
 state=/etc/letsencrypt/scaffold
@@ -69,6 +70,32 @@ serve() {
     ln -sfn "$1" "$served"
 }
 
+# The app hosts nginx's configuration serves (conf.d/apps/*.conf, one certificate each).
+app_hosts() {
+    for conf in /etc/nginx/conf.d/apps/*.conf; do
+        [ -f "$conf" ] || continue
+        sed -n 's#^[[:space:]]*ssl_certificate[[:space:]][[:space:]]*/var/cache/nginx/scaffold/hosts/\([^/]*\)/fullchain\.pem;.*#\1#p' "$conf"
+    done
+}
+
+# Point nginx at each app host's certificate: certbot's `current` for it when nginx can load it,
+# else that host's placeholder, else (certbot has not seen the host yet) whatever authentik's site
+# serves, so that nginx starts and reloads; certbot's signal follows within seconds.
+serve_app_hosts() {
+    mkdir -p "$work_root/hosts"
+    for host in $(app_hosts); do
+        dir=$state/hosts/$host
+        if pair_problem "$dir/current" >/dev/null; then
+            target=$dir/current
+        elif pair_problem "$dir/placeholder" >/dev/null; then
+            target=$dir/placeholder
+        else
+            target=$(readlink "$served" 2>/dev/null || echo "$state/placeholder")
+        fi
+        [ "$(readlink "$work_root/hosts/$host" 2>/dev/null || true)" = "$target" ] || ln -sfn "$target" "$work_root/hosts/$host"
+    done
+}
+
 describe_current() {
     target=$(readlink "$state/current" 2>/dev/null || true)
     echo "$state/current${target:+ (-> $target)}"
@@ -83,9 +110,13 @@ current)
     serve "$state/current"
     exit 0
     ;;
+hosts)
+    serve_app_hosts
+    exit 0
+    ;;
 start) ;;
 *)
-    echo "usage: $0 [current]" >&2
+    echo "usage: $0 [current|hosts]" >&2
     exit 2
     ;;
 esac
@@ -95,6 +126,7 @@ while :; do
     if problem=$(pair_problem "$state/current"); then
         serve "$state/current"
         echo "$0: serving the certificate at $(describe_current)"
+        serve_app_hosts
         exit 0
     fi
     # A `current` that exists but cannot be loaded is replaced at once; a missing one (first
@@ -102,6 +134,7 @@ while :; do
     if { [ -L "$state/current" ] || [ "$waited" -ge "$limit" ]; } && pair_problem "$state/placeholder" >/dev/null; then
         serve "$state/placeholder"
         echo "$0: NOT serving $(describe_current): nginx cannot load it ($problem). Serving the self-signed placeholder instead (ports 80 and 443 stay up); certbot replaces it with a certificate it checked: see 'docker compose logs certbot'." >&2
+        serve_app_hosts
         exit 0
     fi
     if [ "$waited" -ge "$limit" ]; then

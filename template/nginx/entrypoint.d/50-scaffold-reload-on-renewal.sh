@@ -22,12 +22,21 @@ read_signal() {
     head -c 100 "$signal" 2>/dev/null || true
 }
 
+# The apps' server blocks (scaffold app add/remove rewrites them): a change reloads nginx too.
+read_apps() {
+    cat /etc/nginx/conf.d/apps/*.conf 2>/dev/null | cksum
+}
+
 watch_certificate() {
     seen=$(read_signal)
+    apps_seen=$(read_apps)
     failed=""
     while sleep "$interval"; do
         current=$(read_signal)
-        [ "$current" = "$seen" ] && continue
+        apps=$(read_apps)
+        [ "$current" = "$seen" ] && [ "$apps" = "$apps_seen" ] && continue
+        # Each app host's certificate (or its placeholder) before nginx -t reads the new server blocks.
+        sh "$choose" hosts
         # certbot checks a certificate before it signals; this catches files changed since.
         if ! problem=$(sh "$choose" current); then
             if [ "$failed" != "$current" ]; then
@@ -40,8 +49,9 @@ watch_certificate() {
         fi
         if output=$(nginx -t 2>&1); then
             if nginx -s reload; then
-                echo "scaffold: new certificate (generation $current): nginx reloaded"
+                echo "scaffold: new certificate (generation $current) or apps: nginx reloaded"
                 seen=$current
+                apps_seen=$apps
                 failed=""
             fi
         elif [ "$failed" != "$current" ]; then
