@@ -84,6 +84,33 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_app_add(args: argparse.Namespace) -> int:
+    from scaffold.appcommands import AppSpec, add_app
+
+    spec = AppSpec(
+        name=args.name,
+        host=args.host,
+        upstream=args.upstream,
+        websockets=args.websockets,
+        bypass=tuple(args.bypass),
+        identity_headers=args.identity_headers,
+        group=args.group or "",
+    )
+    return add_app(args.dest.resolve(), spec)
+
+
+def _cmd_app_remove(args: argparse.Namespace) -> int:
+    from scaffold.appcommands import remove_app
+
+    return remove_app(args.dest.resolve(), args.name)
+
+
+def _cmd_app_list(args: argparse.Namespace) -> int:
+    from scaffold.appcommands import list_apps
+
+    return list_apps(args.dest.resolve())
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -236,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--yes", "-y", action="store_true", help="replace a database that holds data (back it up first)"
     )
 
+    _add_app_commands(subparsers)
+
     db = subparsers.add_parser(
         "db", help="manage the stack's PostgreSQL", description="Manage PostgreSQL.", epilog=EPILOG
     )
@@ -254,6 +283,66 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--image", help="image to use (default: postgres:MAJOR-alpine)")
     _add_stack_argument(upgrade)
     return parser
+
+
+def _add_app_commands(subparsers: argparse._SubParsersAction) -> None:
+    """`scaffold app add/remove/list`: the user's other apps behind authentik's login."""
+    app = subparsers.add_parser(
+        "app",
+        help="put other apps behind authentik's login (forward auth)",
+        description="Manage the apps nginx protects with authentik's login (the `apps` answer).",
+        epilog=EPILOG,
+    )
+    commands = app.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    add = _subcommand(
+        commands,
+        "add",
+        _cmd_app_add,
+        "protect an app on its own host name",
+        "Add an app: nginx serves HOST with its own certificate and checks every request with\n"
+        "authentik's embedded outpost; a blueprint creates the provider and application in authentik.\n"
+        "Runs as `scaffold update` (backup, lock, merge) to the project's own template version, then\n"
+        "commits. On a running stack it takes effect within seconds, without restarting nginx.",
+    )
+    add.add_argument(
+        "name", metavar="NAME", help="the app's name (file names, authentik slug), e.g. jellyfin"
+    )
+    _add_stack_argument(add)
+    add.add_argument("--host", required=True, help="the app's own host name, e.g. jellyfin.example.com")
+    add.add_argument(
+        "--upstream",
+        required=True,
+        help="where nginx reaches the app: http(s)://HOST:PORT, e.g. http://jellyfin:8096",
+    )
+    add.add_argument(
+        "--no-websockets", dest="websockets", action="store_false", help="do not pass WebSocket upgrades"
+    )
+    add.add_argument(
+        "--bypass",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a path that skips the login, e.g. /api/ for an app with its own tokens (repeatable)",
+    )
+    add.add_argument(
+        "--no-identity-headers",
+        dest="identity_headers",
+        action="store_false",
+        help="do not pass X-authentik-username/-groups/-email/-name/-uid to the app",
+    )
+    add.add_argument("--group", metavar="G", help="only members of this authentik group may use the app")
+    remove = _subcommand(
+        commands,
+        "remove",
+        _cmd_app_remove,
+        "stop serving an app",
+        "Remove an app: nginx stops serving its host and certbot stops renewing its certificate.\n"
+        "authentik keeps its provider and application (delete them in the admin UI if you want).",
+    )
+    remove.add_argument("name", metavar="NAME")
+    _add_stack_argument(remove)
+    listing = _subcommand(commands, "list", _cmd_app_list, "list the apps", "List the protected apps.")
+    _add_stack_argument(listing)
 
 
 def main(argv: list[str] | None = None) -> int:
