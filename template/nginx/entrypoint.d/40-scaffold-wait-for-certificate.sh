@@ -84,11 +84,12 @@ app_hosts() {
 serve_app_hosts() {
     mkdir -p "$work_root/hosts"
     for host in $(app_hosts); do
-        dir=$state/hosts/$host
-        if pair_problem "$dir/current" >/dev/null; then
-            target=$dir/current
-        elif pair_problem "$dir/placeholder" >/dev/null; then
-            target=$dir/placeholder
+        # Not `dir`: pair_problem sets that (sh has no local variables).
+        host_state=$state/hosts/$host
+        if pair_problem "$host_state/current" >/dev/null; then
+            target=$host_state/current
+        elif pair_problem "$host_state/placeholder" >/dev/null; then
+            target=$host_state/placeholder
         else
             target=$(readlink "$served" 2>/dev/null || echo "$state/placeholder")
         fi
