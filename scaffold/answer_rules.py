@@ -668,7 +668,9 @@ def parse_apps(value: object, *, domain: str = "") -> tuple[App, ...]:
                     "give each app a host name of its own.",
                 )
         apps.append(app)
-    return tuple(apps)
+    # By name: copier stores the answer with its keys sorted, so the order given must not matter
+    # (a re-render from the stored answer must give the same files, or updates see conflicts).
+    return tuple(sorted(apps, key=lambda app: app.name))
 
 
 def check_apps(value: object, *, domain: str = "") -> None:
