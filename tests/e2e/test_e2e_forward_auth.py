@@ -25,10 +25,12 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from browser import LOGIN, _PublishedTLS
 from cryptography import x509
-from polling import wait_for
-from stack import DOMAIN, REPO_ROOT, Stack, running_stack
+
+from tests.helpers.browser import LOGIN, _PublishedTLS
+from tests.helpers.clients import nginx_master_pid, served_certificate
+from tests.helpers.polling import wait_for
+from tests.helpers.stack import DOMAIN, REPO_ROOT, Stack, running_stack
 
 pytestmark = pytest.mark.docker
 
@@ -194,27 +196,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[
         yield stack
 
 
-def served_certificate(stack: Stack, sni: str) -> x509.Certificate:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", stack.https_port), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname=sni) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der)
-
-
 def pebble_issued(stack: Stack, host: str) -> bool:
     cert = served_certificate(stack, host)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     return "Pebble" in cert.issuer.rfc4514_string() and host in names.get_values_for_type(x509.DNSName)
-
-
-def nginx_pid(stack: Stack) -> int:
-    out = stack.exec("nginx", "sh", "-c", "cat /run/nginx.pid 2>/dev/null || cat /var/run/nginx.pid").stdout
-    return int(out.strip())
 
 
 # --------------------------------------------------------------------------- the login
@@ -326,14 +311,14 @@ def test_the_websocket_upgrades_through_the_auth_check(stack: Stack) -> None:
 
 
 def test_app_add_on_a_running_stack_gets_its_certificate_without_restarting_nginx(stack: Stack) -> None:
-    pid = nginx_pid(stack)
+    pid = nginx_master_pid(stack)
     result = scaffold(stack, "app", "add", "late", "--host", LATE, "--upstream", "http://echo:8080")
     assert result.returncode == 0, result.stdout + result.stderr
     added = time.monotonic()
     wait_for(lambda: pebble_issued(stack, LATE), f"a pebble certificate for {LATE}", timeout=60,
              context=lambda: stack.logs("certbot")[-3000:] + stack.logs("nginx")[-2000:])  # fmt: skip
     took = time.monotonic() - added
-    assert nginx_pid(stack) == pid, "nginx was restarted"
+    assert nginx_master_pid(stack) == pid, "nginx was restarted"
     browser = Browser(stack)
     assert browser.request(f"https://{browser.host(LATE)}/").status == 302  # behind the login at once
     assert browser.log_in(LATE)[-1][1].json()["headers"]["x-authentik-username"] == "akadmin"
@@ -347,7 +332,7 @@ def test_app_add_on_a_running_stack_gets_its_certificate_without_restarting_ngin
 
 
 def test_app_remove_refuses_the_host_and_stops_its_renewal(stack: Stack) -> None:
-    pid = nginx_pid(stack)
+    pid = nginx_master_pid(stack)
     result = scaffold(stack, "app", "remove", "late")
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -359,7 +344,7 @@ def test_app_remove_refuses_the_host_and_stops_its_renewal(stack: Stack) -> None
         return False
 
     wait_for(refused, f"nginx to refuse {LATE}", timeout=30, context=lambda: stack.logs("nginx")[-2000:])
-    assert nginx_pid(stack) == pid
+    assert nginx_master_pid(stack) == pid
     wait_for(
         lambda: [line for line in stack.logs("certbot").splitlines() if "the host list changed" in line][-1:],
         "certbot to read the new host list",
