@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,7 +240,13 @@ def _entry_conditions_hold(resolver: _Resolver, entry: dict[str, Any]) -> bool:
     return all(bool(resolver.resolve(c)) for c in entry.get("conditions", []) or [])
 
 
-def apply(state: State, blueprint: dict[str, Any], environ: dict[str, str]) -> State:
+# Called with each entry's index, model, resolved identifiers and resolved attrs (schema checks use it).
+EntryHook = Callable[[int, dict[str, Any], dict[str, Any], dict[str, Any]], None]
+
+
+def apply(
+    state: State, blueprint: dict[str, Any], environ: dict[str, str], on_entry: EntryHook | None = None
+) -> State:
     """The state after applying one blueprint, or BlueprintError (the state is then unchanged)."""
     work = copy.deepcopy(state)
     resolver = _Resolver(work, dict(blueprint.get("context") or {}), environ)
@@ -253,6 +260,8 @@ def apply(state: State, blueprint: dict[str, Any], environ: dict[str, str]) -> S
         attrs = resolver.resolve(entry.get("attrs") or {})
         if not isinstance(identifiers, dict) or not isinstance(attrs, dict):
             raise BlueprintError(f"{where}: `identifiers` and `attrs` must be mappings")
+        if on_entry is not None:
+            on_entry(index, entry, identifiers, attrs)
         ref = _apply_entry(work, model, identifiers, attrs, entry.get("state", "present"), where)
         if ref is not None and entry.get("id"):
             resolver.ids[str(entry["id"])] = ref
