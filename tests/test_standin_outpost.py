@@ -540,3 +540,31 @@ def test_echo_app_echoes_websocket_messages(echo_app: Running) -> None:
         while len(frame) < 2 + len(payload):
             frame += sock.recv(1024)
         assert frame[: 2 + len(payload)] == b"\x81\x05hello"
+
+
+def test_group_made_by_a_blueprint_admits_its_members(bp_dir: Path) -> None:
+    binding = """
+  - model: authentik_core.group
+    id: family
+    identifiers:
+      name: family
+    attrs:
+      users:
+        - !Find [authentik_core.user, [username, alice]]
+  - model: authentik_policies.policybinding
+    identifiers:
+      order: 0
+      target: !KeyOf app-whoami
+      group: !KeyOf family
+"""
+    (bp_dir / "custom" / "a.yaml").write_text(
+        blueprint(provider_entries("whoami", APP), binding, outpost_entry("whoami"))
+    )
+    server = start_authentik(bp_dir)
+    try:
+        _, granted = log_in(server, APP, username="alice")
+        assert granted.status == 302 and "code=" in granted.location
+        _, denied = log_in(server, APP, username="akadmin")
+        assert b"Access denied" in denied.body
+    finally:
+        server.close()
