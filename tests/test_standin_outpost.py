@@ -19,13 +19,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from helpers.blueprints import validate_blueprint
-from standins.authentik import blueprints
-from standins.authentik.catalog import Catalog
-from standins.authentik.echo import serve as serve_echo
-from standins.authentik.log import AccessLog
-from standins.authentik.server import App, serve
-from standins.authentik.trust import TrustPolicy, parse_trusted_cidrs
+
+from tests.helpers.blueprints import validate_blueprint
+from tests.standins.authentik import blueprints
+from tests.standins.authentik.catalog import Catalog
+from tests.standins.authentik.echo import serve as serve_echo
+from tests.standins.authentik.log import AccessLog
+from tests.standins.authentik.server import App, serve
+from tests.standins.authentik.trust import TrustPolicy, parse_trusted_cidrs
 
 SSO = "sso.example.test"
 APP = "whoami.example.test"

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from standins.authentik.blueprints import BlueprintError, Ref, State, apply, load_text
+
+from tests.standins.authentik.blueprints import BlueprintError, Ref, State, apply, load_text
 
 SCHEMA = Path(__file__).resolve().parent.parent / "fixtures" / "authentik-blueprint-schema.json"
 INTEGER_KEYS = frozenset({"authentik_providers_proxy.proxyprovider", "authentik_core.user"})
