@@ -569,3 +569,22 @@ def test_group_made_by_a_blueprint_admits_its_members(bp_dir: Path) -> None:
         assert b"Access denied" in denied.body
     finally:
         server.close()
+
+
+def test_state_created_leaves_an_existing_object_alone() -> None:
+    document = blueprints.load_text(
+        """
+version: 1
+entries:
+  - model: authentik_core.group
+    state: created
+    identifiers: {name: authentik Admins}
+    attrs: {users: []}
+  - model: authentik_core.group
+    state: created
+    identifiers: {name: media}
+"""
+    )
+    state = blueprints.apply(blueprints.State.fresh(), document, {})
+    assert state.get("authentik_core.group", "authentik Admins")["users"] == ["akadmin"]
+    assert state.get("authentik_core.group", "media") == {"name": "media"}
