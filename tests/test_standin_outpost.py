@@ -588,3 +588,21 @@ entries:
     state = blueprints.apply(blueprints.State.fresh(), document, {})
     assert state.get("authentik_core.group", "authentik Admins")["users"] == ["akadmin"]
     assert state.get("authentik_core.group", "media") == {"name": "media"}
+
+
+def test_conditions_decide_whether_an_entry_is_applied() -> None:
+    document = blueprints.load_text(
+        """
+version: 1
+entries:
+  - model: authentik_core.group
+    conditions: [!Condition [AND, !Env [WANT, ""], true]]
+    identifiers: {name: wanted}
+  - model: authentik_core.group
+    conditions: [!Condition [NOR, !Env [WANT, ""]]]
+    identifiers: {name: unwanted}
+"""
+    )
+    state = blueprints.apply(blueprints.State.fresh(), document, {"WANT": "yes"})
+    assert state.get("authentik_core.group", "wanted") is not None
+    assert state.get("authentik_core.group", "unwanted") is None

@@ -227,7 +227,33 @@ class _Resolver:
             return self.resolve(branches[0] if truthy else (branches[1] if len(branches) > 1 else None))
         if tag.name == "ParseJSON":
             return json.loads(str(self.resolve(args[0])))
+        if tag.name == "Condition":
+            mode, *values = args
+            return _condition(str(mode).upper(), [bool(self.resolve(v)) for v in values])
+        if tag.name == "AtIndex":
+            sequence, index, *default = (self.resolve(arg) for arg in args)
+            try:
+                return sequence[index]
+            except (IndexError, KeyError, TypeError):
+                if default:
+                    return default[0]
+                raise BlueprintError(f"AtIndex: {index!r} not found in {sequence!r}") from None
         raise BlueprintError(f"!{tag.name} is valid in authentik but not modelled by the stand-in")
+
+
+def _condition(mode: str, values: list[bool]) -> bool:
+    """authentik's `!Condition [MODE, ...]`."""
+    results = {
+        "AND": all(values),
+        "NAND": not all(values),
+        "OR": any(values),
+        "NOR": not any(values),
+        "XOR": sum(values) % 2 == 1,
+        "XNOR": sum(values) % 2 == 0,
+    }
+    if mode not in results:
+        raise BlueprintError(f"!Condition: unknown mode {mode!r}")
+    return results[mode]
 
 
 def _as_mapping(entry: Any, index: int) -> dict[str, Any]:
