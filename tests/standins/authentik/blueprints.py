@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,33 @@ class _Resolver:
             return self.resolve(branches[0] if truthy else (branches[1] if len(branches) > 1 else None))
         if tag.name == "ParseJSON":
             return json.loads(str(self.resolve(args[0])))
+        if tag.name == "Condition":
+            mode, *values = args
+            return _condition(str(mode).upper(), [bool(self.resolve(v)) for v in values])
+        if tag.name == "AtIndex":
+            sequence, index, *default = (self.resolve(arg) for arg in args)
+            try:
+                return sequence[index]
+            except (IndexError, KeyError, TypeError):
+                if default:
+                    return default[0]
+                raise BlueprintError(f"AtIndex: {index!r} not found in {sequence!r}") from None
         raise BlueprintError(f"!{tag.name} is valid in authentik but not modelled by the stand-in")
+
+
+def _condition(mode: str, values: list[bool]) -> bool:
+    """authentik's `!Condition [MODE, ...]`."""
+    results = {
+        "AND": all(values),
+        "NAND": not all(values),
+        "OR": any(values),
+        "NOR": not any(values),
+        "XOR": sum(values) % 2 == 1,
+        "XNOR": sum(values) % 2 == 0,
+    }
+    if mode not in results:
+        raise BlueprintError(f"!Condition: unknown mode {mode!r}")
+    return results[mode]
 
 
 def _as_mapping(entry: Any, index: int) -> dict[str, Any]:
@@ -239,7 +266,13 @@ def _entry_conditions_hold(resolver: _Resolver, entry: dict[str, Any]) -> bool:
     return all(bool(resolver.resolve(c)) for c in entry.get("conditions", []) or [])
 
 
-def apply(state: State, blueprint: dict[str, Any], environ: dict[str, str]) -> State:
+# Called with each entry's index, model, resolved identifiers and resolved attrs (schema checks use it).
+EntryHook = Callable[[int, dict[str, Any], dict[str, Any], dict[str, Any]], None]
+
+
+def apply(
+    state: State, blueprint: dict[str, Any], environ: dict[str, str], on_entry: EntryHook | None = None
+) -> State:
     """The state after applying one blueprint, or BlueprintError (the state is then unchanged)."""
     work = copy.deepcopy(state)
     resolver = _Resolver(work, dict(blueprint.get("context") or {}), environ)
@@ -253,6 +286,8 @@ def apply(state: State, blueprint: dict[str, Any], environ: dict[str, str]) -> S
         attrs = resolver.resolve(entry.get("attrs") or {})
         if not isinstance(identifiers, dict) or not isinstance(attrs, dict):
             raise BlueprintError(f"{where}: `identifiers` and `attrs` must be mappings")
+        if on_entry is not None:
+            on_entry(index, entry, identifiers, attrs)
         ref = _apply_entry(work, model, identifiers, attrs, entry.get("state", "present"), where)
         if ref is not None and entry.get("id"):
             resolver.ids[str(entry["id"])] = ref

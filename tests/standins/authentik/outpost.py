@@ -18,6 +18,8 @@ Behaviour taken from authentik's Go code (internal/outpost/proxyv2) at the edges
 - `sign_out` ends every outpost session of that user and redirects to the provider's end-session URL.
 The session cookie is `authentik_proxy_<first 8 characters of the client ID>`, host-only, HttpOnly,
 SameSite=Lax, Secure for an https external_host. Sessions live in this process's memory.
+The outpost answers at the root path whatever AUTHENTIK_WEB__PATH is (authentik's own behaviour with a
+web path is unsettled, authentik #13504); authentik's URLs (authorize, login) are under the web path.
 """
 
 from __future__ import annotations

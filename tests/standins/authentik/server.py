@@ -89,10 +89,15 @@ def _flow_page(web_path: str, slug: str) -> bytes:
     script = (
         "const show = (id, text) => { document.getElementById(id).textContent = text; };"
         "show('location', location.href);"
+        # Like authentik's flow executor, go on to an OAuth authorization the login was for (forward
+        # auth's round trip); other targets stay on the page, whose DOM then shows the outcome.
+        f"const follow = t => {{ try {{ const to = JSON.parse(t).to || '';"
+        f" if (to.startsWith({json.dumps(web_path + 'application/o/authorize/')})) location.assign(to);"
+        " } catch (e) {} };"
         f"fetch({json.dumps(executor)} + '?query=' + encodeURIComponent(location.search.slice(1)), {{"
         "method: 'POST', headers: {'Content-Type': 'application/json'},"
         "body: JSON.stringify({component: 'ak-stage-identification', uid_field: 'akadmin'})})"
-        ".then(r => r.text().then(t => show('outcome', r.status + ' ' + t)))"
+        ".then(r => r.text().then(t => { show('outcome', r.status + ' ' + t); follow(t); }))"
         ".catch(e => show('outcome', 'error ' + e));"
     ).replace("</", "<\\/")
     return (
