@@ -74,7 +74,7 @@ def _is_ours(path: Path) -> bool:
         return False
 
 
-def main(project: Path) -> int:
+def main(project: Path, *, quiet: bool = False) -> int:
     """`scaffold render-apps DEST` (run by `scaffold update` from the template's checkout)."""
     from scaffold import output
     from scaffold.answers import load_answers
@@ -85,7 +85,7 @@ def main(project: Path) -> int:
     except AnswerProblem as problem:
         output.status("fail", f"apps: {problem}")
         return 1
-    for name in changed:
+    for name in [] if quiet else changed:
         output.status("ok", f"wrote {name}" if (project / name).exists() else f"removed {name}")
     return 0
 

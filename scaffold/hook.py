@@ -30,6 +30,10 @@ def is_copier_replica(path: Path) -> bool:
 def main(project_dir: Path | None = None) -> int:
     root = (project_dir or Path.cwd()).resolve()
     if is_copier_replica(root):
+        # The apps' nginx files belong to a render like copier's own files: copier diffs its render
+        # of the old version against the project, and files missing from that render would count
+        # as the user's additions and come back after the update.
+        _write_app_files(root, quiet=True)
         return 0
     try:
         ProjectLayout(root).ensure_data_dirs()
@@ -53,12 +57,12 @@ def main(project_dir: Path | None = None) -> int:
     return 0
 
 
-def _write_app_files(root: Path) -> None:
+def _write_app_files(root: Path, *, quiet: bool = False) -> None:
     """nginx's file per app (copier cannot render one file per list item): see scaffold/appfiles.py."""
     from scaffold.appfiles import main as render_apps
 
     try:
-        render_apps(root)
+        render_apps(root, quiet=quiet)
     except (ScaffoldError, OSError) as exc:
         output.status("warn", f"scaffold could not write the apps' nginx files: {exc}", stream=sys.stderr)
         output.say(f"      fix it, then run `scaffold update` in {root}", stream=sys.stderr)
