@@ -26,7 +26,7 @@ from scaffold.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ProjectError, Scaf
 
 SCHEMA_ID = "scaffold-doctor/1"
 #: Groups that need the network or look at the host's ports; `--offline` skips them.
-OFFLINE_GROUPS = ("network", "tls")
+OFFLINE_GROUPS = ("network", "tls", "apps")
 ID_WIDTH = 29
 
 #: The `--json` document, as a JSON Schema (draft 2020-12). docs/doctor.md shows it; tests validate
@@ -65,7 +65,9 @@ JSON_SCHEMA: dict[str, Any] = {
                 "required": ["id", "group", "status", "message", "fix"],
                 "properties": {
                     "id": {"type": "string", "pattern": r"^[a-z]+\.[a-z0-9-]+(\.[a-z0-9-]+)?$"},
-                    "group": {"enum": ["files", "proxy", "trust", "versions", "network", "tls", "stack"]},
+                    "group": {
+                        "enum": ["files", "proxy", "trust", "versions", "network", "tls", "stack", "apps"]
+                    },
                     "status": {"enum": list(STATUSES)},
                     "message": {"type": "string", "minLength": 1},
                     "fix": {"type": ["string", "null"]},
@@ -80,7 +82,7 @@ JSON_SCHEMA: dict[str, Any] = {
 
 def all_checks() -> tuple[Check, ...]:
     """Every check, in report order. Imported here so that `scaffold --help` loads none of them."""
-    from scaffold.doctor import backup, files, network, proxy, stack, tls, trust, versions
+    from scaffold.doctor import apps, backup, files, network, proxy, stack, tls, trust, versions
 
     return (
         *files.CHECKS,
@@ -91,6 +93,7 @@ def all_checks() -> tuple[Check, ...]:
         *network.CHECKS,
         *tls.CHECKS,
         *stack.CHECKS,
+        *apps.CHECKS,
     )
 
 
