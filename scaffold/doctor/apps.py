@@ -133,8 +133,11 @@ def _login_redirect(ctx: Context, app: App) -> Outcome:
     return ok(f"an anonymous request is sent to authentik's login at {expected}")
 
 
+#: A TCP connection from inside the nginx container with what its image has: busybox `nc` (the
+#: official Alpine images), bash's /dev/tcp (Debian-based images), or Python.
 _TCP_PROBE = (
     'if command -v nc >/dev/null 2>&1; then nc -w 3 "$0" "$1" </dev/null >/dev/null; '
+    'elif command -v bash >/dev/null 2>&1; then timeout 3 bash -c \'exec 3<>"/dev/tcp/$0/$1"\' "$0" "$1"; '
     'else python3 -c "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)" '
     '"$0" "$1"; fi'
 )

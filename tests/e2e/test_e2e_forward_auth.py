@@ -307,6 +307,24 @@ def test_the_websocket_upgrades_through_the_auth_check(stack: Stack) -> None:
     assert _websocket(stack, LIVE, cookie) == (101, b"hello through forward auth")
 
 
+def test_doctor_checks_every_app_through_nginx(stack: Stack) -> None:
+    result = scaffold(stack, "doctor", "--json")
+    checks = {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+    for check in ("apps.certificate", "apps.outpost", "apps.login-redirect", "apps.upstream"):
+        assert checks[check]["status"] == "ok", checks[check]
+        assert "web:" in checks[check]["message"] and "live:" in checks[check]["message"], checks[check]
+    # The test's host names resolve nowhere: DNS fails, and says so for each app.
+    assert checks["apps.dns"]["status"] == "fail" and WEB in checks["apps.dns"]["message"]
+    # An app whose service is gone: nginx cannot reach it, and doctor names it.
+    stack.compose("stop", "echo")
+    try:
+        down = json.loads(scaffold(stack, "doctor", "--json").stdout)
+        upstream = {c["id"]: c for c in down["checks"]}["apps.upstream"]
+        assert upstream["status"] == "fail" and "echo:8080" in upstream["message"], upstream
+    finally:
+        stack.compose("start", "echo")
+
+
 # --------------------------------------------------------------------------- app add / remove live
 
 
