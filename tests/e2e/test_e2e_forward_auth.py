@@ -19,16 +19,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
 
-from tests.helpers.browser import LOGIN, _PublishedTLS
 from tests.helpers.clients import nginx_master_pid, served_certificate
+from tests.helpers.forwardauth import Browser
 from tests.helpers.polling import wait_for
 from tests.helpers.stack import DOMAIN, REPO_ROOT, Stack, running_stack
 
@@ -92,91 +90,6 @@ def scaffold(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "scaffold", *args], cwd=stack.dir, env=env, capture_output=True, text=True,
         timeout=300, check=False,
     )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    set_cookies: list[str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def published_request(
-    port: int, path: str, headers: dict[str, str], *, sni: str, method: str = "GET", body: bytes | None = None
-) -> Answer:
-    """One request over TLS to the published port (SNI = the host name), every Set-Cookie kept."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    conn = _PublishedTLS(sni, port, timeout=10, context=context)
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        pairs = response.getheaders()
-        return Answer(
-            response.status,
-            {k.lower(): v for k, v in pairs},
-            [v for k, v in pairs if k.lower() == "set-cookie"],
-            response.read(),
-        )
-    finally:
-        conn.close()
-
-
-@dataclass
-class Browser:
-    """Requests to the published port as a browser makes them: Host with the port, cookies per host."""
-
-    stack: Stack
-    cookies: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def host(self, name: str) -> str:
-        return f"{name}:{self.stack.https_port}"
-
-    def request(self, url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Answer:
-        parts = urlsplit(url)
-        name = parts.hostname or ""
-        jar = self.cookies.setdefault(name, {})
-        sent = {"Host": parts.netloc, **(headers or {})}
-        if jar:
-            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        answer = published_request(self.stack.https_port, target or "/", sent, sni=name, **kwargs)
-        for line in answer.set_cookies:
-            key, _, value = line.split(";", 1)[0].partition("=")
-            jar[key.strip()] = value.strip()
-        return answer
-
-    def walk(self, url: str, headers: dict[str, str] | None = None) -> list[tuple[str, Answer]]:
-        hops = []
-        for _ in range(10):
-            answer = self.request(url, headers)
-            hops.append((url, answer))
-            if answer.status not in (301, 302, 303, 307, 308):
-                return hops
-            url = urljoin(url, answer.headers["location"])
-        raise AssertionError(f"redirect loop: {[(u, a.status) for u, a in hops]}")
-
-    def log_in(self, app: str) -> list[tuple[str, Answer]]:
-        """Open the app, sign in at authentik as akadmin, and follow the redirects back to the app."""
-        start = f"https://{self.host(app)}/after-login?x=1"
-        hops = self.walk(start)
-        sso = f"https://{self.host(DOMAIN)}"
-        body = b'{"component": "ak-stage-identification", "uid_field": "akadmin"}'
-        headers = {"Origin": sso, "Content-Type": "application/json"}
-        answer = self.request(sso + LOGIN, headers, method="POST", body=body)
-        assert answer.status == 200, answer
-        authorize = next(url for url, _ in hops if "/application/o/authorize/" in url)
-        return self.walk(authorize)
-
-    def echo(self, app: str, path: str = "/", headers: dict[str, str] | None = None) -> dict[str, Any]:
-        answer = self.request(f"https://{self.host(app)}{path}", headers)
-        assert answer.status == 200, (answer.status, answer.headers, answer.body[:300])
-        return answer.json()
 
 
 @pytest.fixture(scope="module")
