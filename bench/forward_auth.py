@@ -121,9 +121,8 @@ def measure(args: argparse.Namespace) -> int:
                 for case in order:
                     run = h2load(client, CASES[case], cookie, connections, args.duration)
                     results.setdefault((case, connections), []).append(run)
-                    log(
-                        f"round {round_ + 1} {case} c={connections}: {run['rps']:.0f} req/s p50 {run['p50_ms']:.2f} ms"
-                    )
+                    figures = f"{run['rps']:.0f} req/s, p50 {run['p50_ms']:.2f} ms"
+                    log(f"round {round_ + 1} {case} c={connections}: {figures}")
         kept = authentik_connections(stack)
         report(results, args, kept)
     return 0
