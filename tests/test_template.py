@@ -43,6 +43,24 @@ VARIANTS = {
     "behind-router": {"https_port": 8443, "public_url": f"https://{DOMAIN}"},
     "upstream-proxies": {"upstream_proxies": "192.0.2.10, 198.51.100.0/24 2001:db8::/48"},
     "cloudflare": {"upstream_proxies": "cloudflare, 10.20.30.0/24"},
+    # Issue 15: apps behind forward auth (nginx's file per app, the blueprint, certbot's host list).
+    "apps": {
+        "https_port": 8443,
+        "apps": {
+            "web": {
+                "host": "web.example.test",
+                "upstream": "http://echo:8080",
+                "bypass": ["/api/"],
+                "group": "staff",
+            },
+            "nas": {
+                "host": "nas.other.example",
+                "upstream": "https://192.0.2.20:5001",
+                "websockets": False,
+                "identity_headers": False,
+            },
+        },
+    },
     # Review items 5 and 7: `$`, quotes and a numeric project name (the folder's) reach compose.yaml.
     "odd-answers": {
         "acme_email": "o'brien+$PG_PASS{x}@example.test",
