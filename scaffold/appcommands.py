@@ -9,7 +9,6 @@ is checked by the answer rule (answer_rules.parse_apps) before anything is writt
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,18 @@ from scaffold.answers import Answers, load_answers
 from scaffold.errors import EXIT_OK, UsageError
 
 
-@dataclass(frozen=True)
-class AppSpec:
-    """What `scaffold app add` was given."""
-
-    name: str
-    host: str
-    upstream: str
-    websockets: bool = True
-    bypass: tuple[str, ...] = ()
-    identity_headers: bool = True
-    group: str = ""
-
-    def settings(self) -> dict[str, Any]:
-        """The app's entry in the answer: host and upstream, and only the options that differ."""
-        entry: dict[str, Any] = {"host": self.host, "upstream": self.upstream}
-        if not self.websockets:
-            entry["websockets"] = False
-        if self.bypass:
-            entry["bypass"] = list(self.bypass)
-        if not self.identity_headers:
-            entry["identity_headers"] = False
-        if self.group:
-            entry["group"] = self.group
-        return entry
+def app_settings(app: App) -> dict[str, Any]:
+    """The app's entry in the answer: host and upstream, and only the options that differ."""
+    entry: dict[str, Any] = {"host": app.host, "upstream": app.upstream}
+    if not app.websockets:
+        entry["websockets"] = False
+    if app.bypass:
+        entry["bypass"] = list(app.bypass)
+    if not app.identity_headers:
+        entry["identity_headers"] = False
+    if app.group:
+        entry["group"] = app.group
+    return entry
 
 
 def _current_apps(answers: Answers) -> dict[str, Any]:
@@ -57,7 +44,7 @@ def _checked(apps: dict[str, Any], answers: Answers) -> tuple[App, ...]:
         raise UsageError(problem.message, hint=problem.fix) from None
 
 
-def add_app(project: Path, spec: AppSpec) -> int:
+def add_app(project: Path, spec: App) -> int:
     answers = load_answers(project)
     apps = _current_apps(answers)
     if spec.name in apps:
@@ -65,7 +52,7 @@ def add_app(project: Path, spec: AppSpec) -> int:
             f"an app named {spec.name} exists already",
             hint=f"choose another name, or `scaffold app remove {spec.name}` first",
         )
-    apps[spec.name] = spec.settings()
+    apps[spec.name] = app_settings(spec)
     _checked(apps, answers)
     return _update(project, answers, apps, f"scaffold app add {spec.name}")
 

@@ -85,9 +85,10 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _cmd_app_add(args: argparse.Namespace) -> int:
-    from scaffold.appcommands import AppSpec, add_app
+    from scaffold.answer_rules import App
+    from scaffold.appcommands import add_app
 
-    spec = AppSpec(
+    spec = App(
         name=args.name,
         host=args.host,
         upstream=args.upstream,

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from scaffold.answer_rules import App, parse_apps, problem_with
 from scaffold.appfiles import render_app, write_app_files
 from tests.helpers.blueprints import validate_blueprint
+from tests.helpers.copierenv import copier_jinja_env
 from tests.helpers.projects import new_project
 from tests.helpers.stack import REPO_ROOT
 from tests.helpers.templaterepo import make_template_repo
@@ -151,17 +152,9 @@ def test_no_app_setting_lets_a_line_break_or_control_character_through(key, cont
 
 @pytest.fixture(scope="module")
 def jinja_env(tmp_path_factory) -> Iterator:
-    """copier's own Jinja environment for this template (with copier.yml's extensions)."""
-    from copier._main import Worker
-
-    with Worker(
-        src_path=str(REPO_ROOT),
-        dst_path=tmp_path_factory.mktemp("dst"),
-        unsafe=True,
-        vcs_ref="HEAD",
-        quiet=True,
-    ) as worker:
-        yield worker.jinja_env
+    """copier's environment for this template (a clone of the working tree, dirty changes included)."""
+    with copier_jinja_env(tmp_path_factory.mktemp("dst")) as env:
+        yield env
 
 
 @functools.cache

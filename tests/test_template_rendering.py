@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from scaffold.answer_rules import RULES, acme_directory_url, parse_upstream_proxies, problem_with
 from tests.helpers.answerdata import GOOD_ANSWERS, VALID_TEXT_ANSWERS
+from tests.helpers.copierenv import copier_jinja_env
 from tests.helpers.stack import REPO_ROOT
 
 QUESTIONS = {
@@ -38,16 +39,8 @@ QUESTIONS = {
 @pytest.fixture(scope="module")
 def jinja_env(tmp_path_factory) -> Iterator:
     """copier's environment for this template (a clone of the working tree, dirty changes included)."""
-    from copier._main import Worker
-
-    with Worker(
-        src_path=str(REPO_ROOT),
-        dst_path=tmp_path_factory.mktemp("dst"),
-        unsafe=True,
-        vcs_ref="HEAD",
-        quiet=True,
-    ) as worker:
-        yield worker.jinja_env
+    with copier_jinja_env(tmp_path_factory.mktemp("dst")) as env:
+        yield env
 
 
 def test_every_question_that_takes_free_input_has_a_validator_and_each_calls_its_rule():
