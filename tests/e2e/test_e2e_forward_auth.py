@@ -29,6 +29,7 @@ from tests.helpers.clients import nginx_master_pid, served_certificate
 from tests.helpers.forwardauth import Browser
 from tests.helpers.polling import wait_for
 from tests.helpers.stack import DOMAIN, REPO_ROOT, Stack, running_stack
+from tests.helpers.templaterepo import make_template_repo
 
 pytestmark = pytest.mark.docker
 
@@ -94,8 +95,10 @@ def scaffold(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Stack]:
+    # A tagged copy of this checkout: `scaffold app add` updates to the project's own version (v1.0.0).
+    template = make_template_repo(tmp_path_factory.mktemp("template"))
     data = {"apps": APPS}
-    with running_stack(tmp_path_factory.mktemp("fwdauth"), standin_images, data) as stack:
+    with running_stack(tmp_path_factory.mktemp("fwdauth"), standin_images, data, template=template) as stack:
         _override(stack, [WEB, LIVE, LATE])
         _make_repository(stack)
         stack.up()
@@ -247,7 +250,8 @@ def test_app_add_on_a_running_stack_gets_its_certificate_without_restarting_ngin
     assert result.returncode == 0, result.stdout + result.stderr
     added = time.monotonic()
     wait_for(lambda: pebble_issued(stack, LATE), f"a pebble certificate for {LATE}", timeout=60,
-             context=lambda: stack.logs("certbot")[-3000:] + stack.logs("nginx")[-2000:])  # fmt: skip
+             context=lambda: stack.logs("certbot")[-2000:] + stack.logs("nginx")[-2000:]
+             + stack.compose("ps", "-a").stdout + stack.logs("server")[-3000:])  # fmt: skip
     took = time.monotonic() - added
     assert nginx_master_pid(stack) == pid, "nginx was restarted"
     browser = Browser(stack)

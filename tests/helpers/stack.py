@@ -193,8 +193,13 @@ def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
 
 
 @contextlib.contextmanager
-def running_stack(tmp_path: Path, images: Any, data: dict[str, Any] | None = None) -> Iterator[Stack]:
-    """A freshly generated project, ready to `up` (not started); torn down afterwards."""
+def running_stack(
+    tmp_path: Path, images: Any, data: dict[str, Any] | None = None, *, template: Path = REPO_ROOT
+) -> Iterator[Stack]:
+    """A freshly generated project, ready to `up` (not started); torn down afterwards.
+
+    `template`: a template repository other than this checkout (e.g. a tagged copy, for updates).
+    """
     project = unique_name()
     http_port, https_port = free_port(), free_port()
     answers = {
@@ -204,7 +209,7 @@ def running_stack(tmp_path: Path, images: Any, data: dict[str, Any] | None = Non
         "https_port": https_port,
         **(data or {}),
     }
-    project_dir = generate(tmp_path / project, answers)
+    project_dir = generate(tmp_path / project, answers, template=template)
     write_override(project_dir, images)
     stack = Stack(project_dir, project, images, http_port, https_port)
     try:
