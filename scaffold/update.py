@@ -287,16 +287,15 @@ def _unchanged(layout: ProjectLayout, backup: Path) -> bool:
 
 
 def _run_copier_update(project: Path, plan: UpdatePlan, conflict: str, *, quiet: bool = False) -> None:
-    """copier update, telling the template's migrations that scaffold drives it (DRIVER_ENV)."""
-    before = os.environ.get(DRIVER_ENV)
-    os.environ[DRIVER_ENV] = "1"
-    try:
+    """copier update, telling the template's migrations that scaffold drives it (DRIVER_ENV).
+
+    copier starts migrations through plumbum, whose environment is a copy of os.environ taken when
+    plumbum was imported: the variable goes into that copy, for this call only.
+    """
+    from plumbum import local
+
+    with local.env(**{DRIVER_ENV: "1"}):
         _copier_update(project, plan, conflict, quiet=quiet)
-    finally:
-        if before is None:
-            os.environ.pop(DRIVER_ENV, None)
-        else:
-            os.environ[DRIVER_ENV] = before
 
 
 def _copier_update(project: Path, plan: UpdatePlan, conflict: str, *, quiet: bool) -> None:
