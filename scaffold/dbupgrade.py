@@ -25,7 +25,6 @@ from typing import Any
 
 from scaffold import composecli, output, pgdump
 from scaffold.answers import load_answers
-from scaffold.backup import database_container
 from scaffold.dockerapi import DockerAPI, connect
 from scaffold.errors import DockerUnavailable, ProjectError, UsageError
 from scaffold.fsutil import atomic_write_text, backup_file, exclusive_lock
@@ -171,7 +170,7 @@ def run_db_upgrade(opts: UpgradeOptions) -> None:
     project = load_answers(root).project_name
     api = connect()
     try:
-        container = database_container(api, project)
+        container = pgdump.database_container(api, project)
         current = pgdump.server_info(api, container)
         if current.major >= opts.to_major:
             than = "already" if current.major == opts.to_major else f"(newer than {opts.to_major})"
@@ -226,7 +225,7 @@ def _restore_into_new_volume(
 ) -> str:
     output.status("info", "starting the new PostgreSQL on a new volume")
     composecli.compose(root, "up", "-d", "--wait", SERVICE)
-    container = database_container(api, project)
+    container = pgdump.database_container(api, project)
     dump.seek(0)
     pgdump.restore(api, container, dump, size)
     info = pgdump.server_info(api, container)
