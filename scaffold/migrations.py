@@ -72,8 +72,8 @@ def postgres_image_guard(root: Path) -> str:
         f"this template version runs postgresql from {new}, compose.yaml has {old}: a plain "
         "`copier update` would start a server of another PostgreSQL major on data it cannot read; "
         "nothing was changed",
-        hint="update with `scaffold update` instead: it keeps your database on its major, or moves "
-        "it (dump, new volume, restore, verify) with --apply",
+        hint="update with `scaffold update` (of this template version or newer) instead: it keeps "
+        "your database on its major, or moves it (dump, new volume, restore, verify) with --apply",
     )
 
 
