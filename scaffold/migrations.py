@@ -1,8 +1,9 @@
 """Template migrations: changes to a generated project that a re-render cannot make.
 
-copier runs the template's `_migrations` once, in the real project, when an update crosses
-the version they are declared for. Each entry calls `python -m scaffold migrate <name>` from
-the template's own checkout, so the code always matches the version that needs it:
+copier runs the template's `_migrations` where it writes the update (the project, or the clone
+of `scaffold update --dry-run`): once when an update crosses the version an entry is declared
+for, on every update when it declares none. Each entry calls `python -m scaffold migrate <name>`
+from the template's own checkout, so the code always matches the version that needs it:
 
     _migrations:
       - version: v2.0.0

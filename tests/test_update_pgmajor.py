@@ -17,7 +17,7 @@ from stack import unique_name
 from templaterepo import edit, git, make_template_repo, release
 
 from scaffold.cli import main
-from scaffold.dbupgrade import compose_image, database_volume, pin_image, tag_major
+from scaffold.dbupgrade import TemplateMove, compose_image, database_volume, pin_image, tag_major
 from scaffold.errors import EXIT_NEEDS_ATTENTION
 from scaffold.migrations import TEMPLATE_COMPOSE, template_postgres_image
 
@@ -133,3 +133,29 @@ def test_pin_image_changes_only_the_image_line(tmp_path: Path, template: Path) -
     diff = [line for line in difflib.ndiff(text.splitlines(), pinned.splitlines()) if line[:1] in "+-"]
     assert diff == ["-     image: postgres:16-alpine", "+     image: postgres:15-alpine"]
     assert database_volume(text) == "database"
+
+
+@pytest.mark.parametrize(
+    ("data_major", "new_major", "unknown", "keeps_old", "moves", "says"),
+    [
+        (None, 17, None, False, False, "postgresql takes postgres:17-alpine (no database volume yet)"),
+        (16, 16, None, False, False, "postgresql takes postgres:17-alpine (the same major 16)"),
+        (16, 17, None, True, True, "compose.yaml keeps postgres:16-alpine until the database is moved"),
+        (18, 17, None, True, False, "older than the database's 18: compose.yaml keeps postgres:16-alpine"),
+        (16, 17, "no daemon", True, False, "cannot tell whether a database exists"),
+    ],
+)
+def test_what_a_new_postgresql_image_means_for_the_database(
+    data_major: int | None,
+    new_major: int,
+    unknown: str | None,
+    keeps_old: bool,
+    moves: bool,
+    says: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    move = TemplateMove("postgres:16-alpine", "postgres:17-alpine", data_major, new_major, unknown)
+    assert (move.needs_upgrade, move.is_upgrade) == (keeps_old, moves)
+    move.describe(tmp_path, apply=False)
+    assert says in " ".join(capsys.readouterr().out.split())
