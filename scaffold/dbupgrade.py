@@ -350,7 +350,7 @@ def describe_move(project_dir: Path, move: TemplateMove, *, apply: bool, dry_run
         output.status(
             "info",
             f"the template moves the database {moving}: compose.yaml {keeps} {move.old_image} until the "
-            "database is moved; move it with (or update with --apply):",
+            f"database is moved; move it{' (or update with --apply)' if dry_run else ''} with:",
         )
         output.say(f"      {upgrade_command(project_dir, move)}")
     elif move.unknown is not None:
