@@ -125,6 +125,27 @@ def test_dry_run_changes_no_file_volume_container_or_row(stack: Stack) -> None:
     assert git(stack.dir, "status", "--porcelain") == ""
 
 
+def test_update_without_apply_keeps_the_database_s_image_and_prints_the_move(stack: Stack) -> None:
+    """Everything else of the update lands; compose.yaml stays on 15, so `up -d` is safe."""
+    rows = sql(stack, CHECKSUM_SQL)
+    run = scaffold("update", str(stack.dir))
+    assert run.returncode == 0, run.stdout + run.stderr
+    compose = (stack.dir / "compose.yaml").read_text()
+    assert (
+        f"image: {stack.images.postgres_older}" in compose and "database:/var/lib/postgresql/data" in compose
+    )
+    assert f"scaffold db upgrade --to 17 --image {stack.images.postgres} {stack.dir}" in run.stdout, (
+        run.stdout
+    )
+    stack.compose("up", "-d", "--wait", "postgresql")
+    assert (major(stack), sql(stack, CHECKSUM_SQL)) == (15, rows)
+    # Back to v1.0.0 with the restore command the update printed, for the --apply test below.
+    restore = next(line for line in run.stdout.splitlines() if "restore with: cd " in line)
+    subprocess.run(restore.split("restore with: ", 1)[1], shell=True, check=True)
+    assert git(stack.dir, "status", "--porcelain") == ""
+    assert "_commit: v1.0.0" in (stack.dir / ".copier-answers.yml").read_text()
+
+
 def test_apply_moves_the_database_to_the_new_major_and_keeps_the_old_volume(stack: Stack) -> None:
     rows, old_volume = sql(stack, CHECKSUM_SQL), f"{stack.project}_database"
     run = scaffold("update", str(stack.dir), "--apply")
