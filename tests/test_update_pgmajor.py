@@ -3,7 +3,7 @@
 A plain `copier update` is refused before it writes anything (it would merge the new image over
 the old data); a release that keeps the major goes through; a user's own `image:` pin conflicts
 and the report says how to move the database; a project that never ran takes the new image. The
-move itself, on the real daemon, is in test_e2e_pgmajor.py.
+move itself, on the real daemon, is in e2e/test_e2e_pgmajor.py.
 """
 
 from __future__ import annotations
@@ -13,34 +13,16 @@ from pathlib import Path
 
 import copier
 import pytest
-from stack import unique_name
-from templaterepo import edit, git, make_template_repo, release
 
 from scaffold.cli import main
 from scaffold.dbupgrade import TemplateMove, compose_image, database_volume, pin_image, tag_major
 from scaffold.errors import EXIT_NEEDS_ATTENTION
 from scaffold.migrations import TEMPLATE_COMPOSE, template_postgres_image
+from tests.helpers.projects import commit, new_project, snapshot
+from tests.helpers.stack import unique_name
+from tests.helpers.templaterepo import edit, git, make_template_repo, release
 
 STOCK = "image: postgres:16-alpine"
-
-
-def files(root: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and not path.relative_to(root).as_posix().startswith((".git/", ".scaffold/"))
-    }
-
-
-def new_project(dest: Path, template: Path) -> Path:
-    code = main(
-        [
-            "new", str(dest), "--template", str(template), "--vcs-ref", "v1.0.0", "--defaults",
-            "--data", "domain=sso.example.test", "--data", "acme_email=admin@example.test",
-        ]
-    )  # fmt: skip
-    assert code == 0
-    return dest
 
 
 @pytest.fixture
@@ -58,14 +40,14 @@ def test_plain_copier_update_to_another_major_is_refused_before_any_change(
 ) -> None:
     project = new_project(tmp_path / unique_name("p"), template)
     publish(template, "postgres:17-alpine")
-    before = files(project)
+    before = snapshot(project)
     capfd.readouterr()
     with pytest.raises(Exception) as raised:  # copier's TaskError: the guard migration failed
         copier.run_update(str(project), overwrite=True, unsafe=True, defaults=True, vcs_ref="v2.0.0")
     err = capfd.readouterr().err
     assert "postgres_image_guard" in str(raised.value) + err
     assert "postgres:17-alpine" in err and "`scaffold update`" in err, err
-    assert files(project) == before
+    assert snapshot(project) == before
     assert git(project, "status", "--porcelain") == ""
 
 
@@ -81,7 +63,7 @@ def test_a_hand_pinned_image_conflicts_and_the_report_says_how_to_move(
 ) -> None:
     project = new_project(tmp_path / unique_name("p"), template)
     edit(project, "compose.yaml", STOCK, "image: postgres:15-alpine")  # the user's own major
-    git(project, "commit", "-q", "-a", "-m", "stay on 15")
+    commit(project, "stay on 15")
     publish(template, "postgres:17-alpine")
     code = main(["update", str(project)])
     out = capsys.readouterr().out

@@ -15,11 +15,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from stack import OVERRIDE, REPO_ROOT, Stack, docker, free_port, unique_name, write_override
-from templaterepo import edit, git, make_template_repo, release
+
+from tests.helpers.projects import commit, new_project, snapshot
+from tests.helpers.stack import OVERRIDE, REPO_ROOT, Stack, docker, free_port, unique_name, write_override
+from tests.helpers.templaterepo import edit, git, make_template_repo, release
 
 pytestmark = pytest.mark.docker
 
@@ -39,16 +40,6 @@ def scaffold(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-P", "-m", "scaffold", *args],
         capture_output=True, text=True, env=env, timeout=900, check=False,
     )  # fmt: skip
-
-
-def files(root: Path) -> dict[str, bytes]:
-    """Every file of the project but git's internals and scaffold's locks."""
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and not path.relative_to(root).as_posix().startswith((".git/", ".scaffold/lock"))
-        and path.name != "update.lock"
-    }  # fmt: skip
 
 
 def volumes(project: str) -> list[str]:
@@ -87,21 +78,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[
     git(template, "tag", "-f", "v1.0.0")
     name = unique_name("pgm")
     http_port, https_port = free_port(), free_port()
-    created = scaffold(
-        "new", str(tmp / name), "--template", str(template), "--vcs-ref", "v1.0.0", "--defaults",
-        "--data", "domain=sso.example.test", "--data", "acme_email=admin@example.test",
-        "--data", f"http_port={http_port}", "--data", f"https_port={https_port}",
-    )  # fmt: skip
-    assert created.returncode == 0, created.stdout + created.stderr
-    project = tmp / name
+    project = new_project(tmp / name, template, f"http_port={http_port}", f"https_port={https_port}")
     write_override(project, standin_images)
     override = json.loads((project / OVERRIDE).read_text())
     del override["services"]["postgresql"]["image"]  # compose.yaml's own image is the one that moves
     for settings in override["services"].values():
         settings["pull_policy"] = "never"  # the stand-ins exist only here: `docker compose pull` skips them
     (project / OVERRIDE).write_text(json.dumps(override, indent=2))
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "test override")
+    commit(project, "test override")
     edit(template, "template/compose.yaml.jinja", f"image: {older}", f"image: {newer}")
     release(template, "v2.0.0")
     stack = Stack(project, name, standin_images, http_port, https_port)
@@ -115,13 +99,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[
             docker("volume", "rm", "-f", volume, check=False)
 
 
+def everything(stack: Stack) -> tuple[object, ...]:
+    """What a dry run must leave alone: files, volumes, containers, rows."""
+    return snapshot(stack.dir), volumes(stack.project), containers(stack.project), sql(stack, CHECKSUM_SQL)
+
+
 def test_dry_run_changes_no_file_volume_container_or_row(stack: Stack) -> None:
-    before = (files(stack.dir), volumes(stack.project), containers(stack.project), sql(stack, CHECKSUM_SQL))
+    before = (
+        snapshot(stack.dir),
+        volumes(stack.project),
+        containers(stack.project),
+        sql(stack, CHECKSUM_SQL),
+    )
     run = scaffold("update", str(stack.dir), "--dry-run")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "PostgreSQL 15 -> 17" in run.stdout and "would keep" in run.stdout, run.stdout
-    after = (files(stack.dir), volumes(stack.project), containers(stack.project), sql(stack, CHECKSUM_SQL))
-    assert after == before
+    assert everything(stack) == before
     assert git(stack.dir, "status", "--porcelain") == ""
 
 
@@ -171,7 +164,6 @@ def test_apply_moves_the_database_to_the_new_major_and_keeps_the_old_volume(stac
     assert len(archives) == 1 and f"scaffold restore {archives[0]} {stack.dir} --yes" in run.stdout
     assert run.stdout.index("backup written") < run.stdout.index("PostgreSQL 15 -> 17")
 
-    git(stack.dir, "add", "-A")
-    git(stack.dir, "commit", "-q", "-m", "scaffold update")
+    commit(stack.dir, "scaffold update")
     again = scaffold("update", str(stack.dir), "--dry-run")
     assert again.returncode == 0 and "postgresql" not in again.stdout.lower(), again.stdout + again.stderr
