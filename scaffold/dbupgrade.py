@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,22 +118,35 @@ def compose_image(text: str) -> str | None:
     return image if isinstance(image, str) else None
 
 
-def database_volume(text: str) -> str | None:
-    """The volume (as compose.yaml names it) holding the postgresql service's data, if it mounts one."""
+def database_mount(text: str) -> Any:
+    """The postgresql service's data mount (short string or long-form mapping), if it has one."""
     from ruamel.yaml import YAML, YAMLError
 
     try:
         mounts = YAML(typ="safe").load(text)["services"][SERVICE]["volumes"]
-        return next(_mount_source(m) for m in mounts if _mount_target(m) in (OLD_MOUNT, NEW_MOUNT))
+        return next(m for m in mounts if _mount_target(m) in (OLD_MOUNT, NEW_MOUNT))
     except (YAMLError, KeyError, TypeError, StopIteration):
         return None
 
 
-def pin_image(text: str, image: str) -> str:
-    """compose.yaml with the postgresql service's `image:` set to `image`; nothing else changes."""
+def database_volume(text: str) -> str | None:
+    """The volume (as compose.yaml names it) holding the postgresql service's data, if it mounts one."""
+    mount = database_mount(text)
+    return None if mount is None else _mount_source(mount)
+
+
+def pin_image(text: str, image: str, mount: Any = None) -> str:
+    """compose.yaml with the postgresql service's `image:` set to `image` and, given `mount`, its data
+    mount set back to it (a release moving to 18 also moves the mount to /var/lib/postgresql, where
+    an older server would find no data and make an empty database); nothing else changes."""
     yaml = _yaml()
     document = yaml.load(text)
-    document["services"][SERVICE]["image"] = image
+    service = document["services"][SERVICE]
+    service["image"] = image
+    mounts = service.get("volumes") or []
+    index = next((i for i, m in enumerate(mounts) if _mount_target(m) in (OLD_MOUNT, NEW_MOUNT)), None)
+    if mount is not None and index is not None and _mount_target(mounts[index]) != _mount_target(mount):
+        mounts[index] = mount
     stream = io.StringIO()
     yaml.dump(document, stream)
     return stream.getvalue()
@@ -267,6 +280,8 @@ class TemplateMove:
     new_major: int | None
     #: why the data's major is unknown (Docker did not answer), if it is.
     unknown: str | None = None
+    #: the data mount before the update (what compose.yaml keeps with the old image).
+    old_mount: Any = field(default=None, compare=False)
 
     @property
     def needs_upgrade(self) -> bool:
@@ -300,6 +315,11 @@ def plan_template_move(project_dir: Path, old_text: str, new_text: str) -> Templ
     Read-only: it lists volumes, asks the running server its version and, when an image's tag
     names no major, runs `postgres --version` in a throw-away container. So a dry run may call it.
     """
+    move = _plan(project_dir, old_text, new_text)
+    return None if move is None else replace(move, old_mount=database_mount(old_text))
+
+
+def _plan(project_dir: Path, old_text: str, new_text: str) -> TemplateMove | None:
     old_image, new_image = compose_image(old_text), compose_image(new_text)
     if old_image is None or new_image is None or old_image == new_image:
         return None
@@ -329,7 +349,8 @@ def keep_old_image(project_dir: Path, move: TemplateMove) -> None:
     """compose.yaml back on the image the data was made by: `docker compose up` stays safe."""
     path = project_dir / COMPOSE_FILE
     text = path.read_text(encoding="utf-8")
-    atomic_write_text(path, pin_image(text, move.old_image), mode=path.stat().st_mode & 0o777)
+    pinned = pin_image(text, move.old_image, move.old_mount)
+    atomic_write_text(path, pinned, mode=path.stat().st_mode & 0o777)
 
 
 def describe_move(project_dir: Path, move: TemplateMove, *, apply: bool, dry_run: bool = False) -> None:

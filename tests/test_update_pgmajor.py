@@ -15,7 +15,14 @@ import copier
 import pytest
 
 from scaffold.cli import main
-from scaffold.dbupgrade import TemplateMove, compose_image, database_volume, pin_image, tag_major
+from scaffold.dbupgrade import (
+    TemplateMove,
+    compose_image,
+    database_mount,
+    database_volume,
+    pin_image,
+    tag_major,
+)
 from scaffold.errors import EXIT_NEEDS_ATTENTION
 from scaffold.migrations import TEMPLATE_COMPOSE, template_postgres_image
 from tests.helpers.projects import commit, new_project, snapshot
@@ -141,3 +148,15 @@ def test_what_a_new_postgresql_image_means_for_the_database(
     assert (move.needs_upgrade, move.is_upgrade) == (keeps_old, moves)
     move.describe(tmp_path, apply=False)
     assert says in " ".join(capsys.readouterr().out.split())
+
+
+def test_keeping_the_old_image_also_keeps_the_old_data_mount(tmp_path: Path, template: Path) -> None:
+    """A release moving to 18 also moves the mount to /var/lib/postgresql: the old server there would
+    find no data and initialise an empty database, so the mount goes back with the image."""
+    project = new_project(tmp_path / unique_name("p"), template)
+    text = (project / "compose.yaml").read_text()
+    release_18 = text.replace(STOCK, "image: postgres:18-alpine").replace(
+        "database:/var/lib/postgresql/data", "database:/var/lib/postgresql"
+    )
+    assert "- database:/var/lib/postgresql\n" in release_18
+    assert pin_image(release_18, "postgres:16-alpine", database_mount(text)) == text
