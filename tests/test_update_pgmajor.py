@@ -160,3 +160,18 @@ def test_keeping_the_old_image_also_keeps_the_old_data_mount(tmp_path: Path, tem
     )
     assert "- database:/var/lib/postgresql\n" in release_18
     assert pin_image(release_18, "postgres:16-alpine", database_mount(text)) == text
+
+
+def test_plain_copier_update_leaves_a_user_s_own_major_alone_when_the_template_keeps_its_image(
+    tmp_path: Path, template: Path
+) -> None:
+    """After `scaffold db upgrade --to 17` the image is the user's; a release that does not touch
+    the template's image line leaves it to copier's merge, so the guard lets it through."""
+    project = new_project(tmp_path / unique_name("p"), template)
+    edit(project, "compose.yaml", STOCK, "image: postgres:17-alpine")
+    commit(project, "db upgrade")
+    edit(template, "template/nginx/conf.d/authentik.conf.jinja", "keepalive 32;", "keepalive 64;")
+    release(template, "v2.0.0")
+    copier.run_update(str(project), overwrite=True, unsafe=True, defaults=True, vcs_ref="v2.0.0", quiet=True)
+    assert compose_image((project / "compose.yaml").read_text()) == "postgres:17-alpine"
+    assert "keepalive 64;" in (project / "nginx/conf.d/authentik.conf").read_text()
