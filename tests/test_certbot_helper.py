@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests.helpers.doctorrun import make_cert
 from tests.helpers.stack import REPO_ROOT
@@ -25,9 +26,9 @@ ACME_SERVER = "https://pebble.example.test/dir"
 NOW = dt.datetime.now(dt.UTC)
 
 
-def helper(letsencrypt: Path, command: str, **env: str) -> subprocess.CompletedProcess[str]:
+def helper(letsencrypt: Path, command: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(HELPER), command],
+        [sys.executable, str(HELPER), command, *args],
         env={
             **os.environ,
             "DOMAIN": DOMAIN,
@@ -176,3 +177,33 @@ def test_files_a_user_can_break_give_a_message_not_a_traceback(letsencrypt: Path
     result = helper(letsencrypt, "activate-existing")
     assert result.returncode == 1
     assert "activate-existing failed" in result.stdout and "Traceback" not in result.stderr, result
+
+
+# --------------------------------------------------------------------------- one lineage per app host
+
+APP = "web.example.test"
+
+
+def test_an_app_host_gets_its_own_placeholder_and_lineage_apart_from_the_domain(
+    letsencrypt: Path,
+) -> None:
+    """Issue 15: the commands take the app host after them; its state lives in scaffold/hosts/HOST/."""
+    domain_before = os.readlink(letsencrypt / "scaffold" / "current")
+    run = helper(letsencrypt, "placeholder", APP)
+    assert run.returncode == 0, run.stdout + run.stderr
+    host_state = letsencrypt / "scaffold" / "hosts" / APP
+    assert os.readlink(host_state / "current") == "placeholder"
+    placeholder = x509.load_pem_x509_certificate((host_state / "placeholder" / "fullchain.pem").read_bytes())
+    names = placeholder.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [APP]
+
+    # certbot's deploy hook for the app's lineage switches only the app's `current`.
+    der, key = make_cert(cn=APP, names=(APP,))
+    write_pair(letsencrypt / "live" / APP, ssl.DER_cert_to_PEM_cert(der), key)
+    generation = (letsencrypt / "scaffold" / "generation").read_text()
+    result = helper(letsencrypt, "activate", RENEWED_LINEAGE=str(letsencrypt / "live" / APP))
+    assert result.returncode == 0, result.stdout
+    assert os.readlink(host_state / "current") == f"../../../live/{APP}"
+    assert (host_state / "current" / "fullchain.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+    assert os.readlink(letsencrypt / "scaffold" / "current") == domain_before
+    assert (letsencrypt / "scaffold" / "generation").read_text() != generation
