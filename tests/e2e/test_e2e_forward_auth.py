@@ -33,11 +33,22 @@ from tests.helpers.templaterepo import make_template_repo
 
 pytestmark = pytest.mark.docker
 
-WEB, LIVE, LATE = "web.example.test", "live.example.test", "late.example.test"
+WEB, LIVE, LATE, STAFF = "web.example.test", "live.example.test", "late.example.test", "staff.example.test"
 APPS = {
     "web": {"host": WEB, "upstream": "http://echo:8080", "bypass": ["/api/"]},
     "live": {"host": LIVE, "upstream": "http://echo:8080"},
+    "staff": {"host": STAFF, "upstream": "http://echo:8080", "group": "staff"},
 }
+#: The user's own blueprint beside the generated one: alice is in the group `staff` app requires.
+PEOPLE = """version: 1
+metadata: {name: test people}
+entries:
+  - model: authentik_core.group
+    identifiers: {name: staff}
+    attrs:
+      users:
+        - !Find [authentik_core.user, [username, alice]]
+"""
 #: Every identity header authentik's outpost documents: a client sends them all, forged.
 FORGED = {
     "X-authentik-username": "akadmin-forged",
@@ -99,10 +110,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[
     template = make_template_repo(tmp_path_factory.mktemp("template"))
     data = {"apps": APPS}
     with running_stack(tmp_path_factory.mktemp("fwdauth"), standin_images, data, template=template) as stack:
-        _override(stack, [WEB, LIVE, LATE])
+        _override(stack, [WEB, LIVE, LATE, STAFF])
+        (stack.dir / "blueprints" / "zz-people.yaml").write_text(PEOPLE)
         _make_repository(stack)
         stack.up()
-        for host in (WEB, LIVE):
+        for host in (WEB, LIVE, STAFF):
             wait_for(
                 lambda host=host: pebble_issued(stack, host),
                 f"a pebble certificate for {host}",
@@ -153,6 +165,20 @@ def test_after_login_the_app_answers_and_sees_the_outpost_s_identity(stack: Stac
     assert seen["path"] == "/after-login"
     # The session is the app host's own: authentik's other app still asks for a login.
     assert browser.request(f"https://{browser.host(LIVE)}/").status == 302
+
+
+def test_an_app_with_a_group_admits_its_members_only(stack: Stack) -> None:
+    member = Browser(stack)
+    hops = member.log_in(STAFF, "alice")
+    seen = hops[-1][1].json()
+    assert (seen["headers"]["x-authentik-username"], seen["headers"]["x-authentik-groups"]) == (
+        "alice",
+        "staff",
+    )
+    outsider = Browser(stack)
+    url, answer = outsider.log_in(STAFF, "akadmin")[-1]
+    assert urlsplit(url).hostname == DOMAIN and b"Access denied" in answer.body, (url, answer.status)
+    assert outsider.request(f"https://{outsider.host(STAFF)}/").status == 302  # still no session there
 
 
 def test_forged_identity_headers_never_reach_the_app(stack: Stack) -> None:
@@ -286,6 +312,6 @@ def test_app_remove_refuses_the_host_and_stops_its_renewal(stack: Stack) -> None
         timeout=30,
     )
     last = [line for line in stack.logs("certbot").splitlines() if "the host list changed" in line][-1]
-    assert LATE not in last and WEB in last, last
+    assert LATE not in last and WEB in last and STAFF in last, last
     renew = stack.exec("certbot", "sh", "-c", "cat /opt/scaffold/hosts").stdout
     assert LATE not in renew

@@ -84,12 +84,12 @@ class Browser:
             url = urljoin(url, answer.headers["location"])
         raise AssertionError(f"redirect loop: {[(u, a.status) for u, a in hops]}")
 
-    def log_in(self, app: str) -> list[tuple[str, Answer]]:
-        """Open the app, sign in at authentik as akadmin, and follow the redirects back to the app."""
+    def log_in(self, app: str, username: str = "akadmin") -> list[tuple[str, Answer]]:
+        """Open the app, sign in at authentik as `username`, and follow the redirects back to the app."""
         start = f"https://{self.host(app)}/after-login?x=1"
         hops = self.walk(start)
         sso = f"https://{self.host(DOMAIN)}"
-        body = b'{"component": "ak-stage-identification", "uid_field": "akadmin"}'
+        body = json.dumps({"component": "ak-stage-identification", "uid_field": username}).encode()
         headers = {"Origin": sso, "Content-Type": "application/json"}
         answer = self.request(sso + LOGIN, headers, method="POST", body=body)
         assert answer.status == 200, answer
