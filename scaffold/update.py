@@ -313,13 +313,17 @@ def _copier_update(project: Path, plan: UpdatePlan, conflict: str, *, quiet: boo
     )
 
 
-def run_template_detect(project: Path, *, dry_run: bool = False) -> int:
+def run_template_detect(project: Path, *, dry_run: bool = False, apps: bool = False) -> int:
     """Run `scaffold detect` with the code of the template version the project now has.
 
     A new template version may add keys to `.env`; only its own code knows them. So the
     detection runs from a checkout of the template at the project's recorded commit, like the
     copier task would, but once and in the real project. Falls back to this scaffold's own code
     when that commit cannot be checked out (e.g. a template with uncommitted changes).
+
+    `apps`: then also write nginx's file per app (`scaffold render-apps`, see scaffold/appfiles.py),
+    which the skipped copier task would write; a template version from before apps has none.
+    Returns non-zero when either needs attention.
     """
     answers = load_answers(project)
     args = ["detect", str(project), *(["--dry-run"] if dry_run else [])]
@@ -327,31 +331,21 @@ def run_template_detect(project: Path, *, dry_run: bool = False) -> int:
         if checkout is not None and (checkout / "scaffold" / "__main__.py").is_file():
             env = {**os.environ, "PYTHONPATH": str(checkout)}
             # -P and cwd: neither the current folder nor an installed scaffold may shadow the checkout.
-            command = [sys.executable, "-P", "-m", "scaffold", *args]
-            return subprocess.run(command, env=env, cwd=project, check=False).returncode
+            command = [sys.executable, "-P", "-m", "scaffold"]
+            code = subprocess.run([*command, *args], env=env, cwd=project, check=False).returncode
+            if apps and (checkout / "scaffold" / "appfiles.py").is_file():
+                rendered = [*command, "render-apps", str(project)]
+                code = subprocess.run(rendered, env=env, cwd=project, check=False).returncode or code
+            return code
     output.status("info", "the template's own code at this version is not available; using this scaffold's")
     from scaffold.detect import run_detect_command
 
-    return run_detect_command(project, dry_run=dry_run)
+    code = run_detect_command(project, dry_run=dry_run)
+    if apps:
+        from scaffold.appfiles import main as render_apps
 
-
-def run_template_apps(project: Path) -> int:
-    """Write nginx's file per app with the code of the template version the project now has.
-
-    copier's task (skipped by the update, see `_run_copier_update`) would do it; a template version
-    from before apps has no such command, and then there is nothing to write.
-    """
-    answers = load_answers(project)
-    with template_source.checkout(str(answers.src_path), answers.commit) as checkout:
-        if checkout is not None and (checkout / "scaffold" / "appfiles.py").is_file():
-            env = {**os.environ, "PYTHONPATH": str(checkout)}
-            command = [sys.executable, "-P", "-m", "scaffold", "render-apps", str(project)]
-            return subprocess.run(command, env=env, cwd=project, check=False).returncode
-        if checkout is not None:
-            return 0
-    from scaffold.appfiles import main as render_apps
-
-    return render_apps(project)
+        code = render_apps(project) or code
+    return code
 
 
 def _conflicts(project: Path, conflict: str) -> list[str]:
@@ -442,8 +436,7 @@ def _apply_or_restore(
     try:
         old_compose = _compose_text(layout.root)
         _run_copier_update(opts.project_dir, plan, opts.conflict)
-        attention = run_template_detect(opts.project_dir) != 0
-        attention = run_template_apps(opts.project_dir) != 0 or attention
+        attention = run_template_detect(opts.project_dir, apps=True) != 0
         if smtp_password is not None:
             attention = not apply_smtp_password(opts.project_dir, smtp_password) or attention
         move = _postgres_move(opts.project_dir, old_compose, opts.project_dir)
