@@ -87,14 +87,14 @@ def h2load(client: str, path: str, cookie: str, connections: int, duration: floa
     return {"rps": float(rps.group(1)), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "requests": len(durations)}
 
 
-def authentik_connections(stack: Stack) -> int:
-    """nginx's established TCP connections to authentik's server (9443 or 9000), from /proc."""
+def nginx_sockets(stack: Stack, ports: set[int], state: str) -> int:
+    """nginx's TCP sockets to `ports` in `state` (01 established, 06 TIME_WAIT), from /proc."""
     out = stack.exec("nginx", "sh", "-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null").stdout
-    ports = {f"{9443:04X}", f"{9000:04X}"}
+    wanted = {f"{port:04X}" for port in ports}
     return sum(
         1
-        for line in out.splitlines()[1:]
-        if len(f := line.split()) > 3 and f[3] == "01" and f[2].split(":")[-1] in ports
+        for line in out.splitlines()
+        if len(f := line.split()) > 3 and f[3] == state and f[2].split(":")[-1] in wanted
     )
 
 
@@ -123,8 +123,10 @@ def measure(args: argparse.Namespace) -> int:
                     results.setdefault((case, connections), []).append(run)
                     figures = f"{run['rps']:.0f} req/s, p50 {run['p50_ms']:.2f} ms"
                     log(f"round {round_ + 1} {case} c={connections}: {figures}")
-        kept = authentik_connections(stack)
+        kept = nginx_sockets(stack, {9443, 9000}, "01")
+        waiting = nginx_sockets(stack, {8080}, "06")
         report(results, args, kept)
+        print(f"nginx's sockets to the app in TIME_WAIT after the runs: {waiting} (a connection per request)")
     return 0
 
 
