@@ -33,6 +33,8 @@ COMPOSE_NETWORK_LABEL = "com.docker.compose.network"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 COMPOSE_VOLUME_LABEL = "com.docker.compose.volume"
 COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
+#: What `docker stack deploy` labels a stack's networks, volumes and services with (the stack name).
+STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
 
@@ -62,6 +64,12 @@ class DockerNetwork:
     @property
     def compose_network(self) -> str | None:
         return self.labels.get(COMPOSE_NETWORK_LABEL)
+
+    def belongs_to(self, project: str, network: str) -> bool:
+        """Whether this is `network` of `project`: made by Compose, or by `docker stack deploy` (Swarm)."""
+        if self.compose_project == project and self.compose_network == network:
+            return True
+        return self.labels.get(STACK_NAMESPACE_LABEL) == project and self.name == f"{project}_{network}"
 
     @property
     def bridge_name(self) -> str:
@@ -278,9 +286,9 @@ class DockerAPI:
             raise _unavailable(self.endpoint, exc) from None
 
     def project_network(self, project: str, network: str) -> DockerNetwork | None:
-        """The network Compose made for `network` of `project`, found by its labels."""
+        """The network Compose (or `docker stack deploy`) made for `network` of `project`, by its labels."""
         for item in self.networks():
-            if item.compose_project == project and item.compose_network == network:
+            if item.belongs_to(project, network):
                 return item
         return None
 
