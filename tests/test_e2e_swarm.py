@@ -363,10 +363,11 @@ def test_scaled_to_three_every_replica_serves(stack: SwarmStack, nginx_ip: str) 
         for container in stack.containers("server"):
             logs = docker("logs", container).stdout
             counts[container[:12]] = logs.count('"/replica-probe/')
-        return counts if all(counts.values()) else None
+        # The stand-in flushes its access log in batches: wait for all 30 lines.
+        return counts if all(counts.values()) and sum(counts.values()) == 30 else None
 
-    counts = wait_for(served_by_each, "every server replica logging a probe request", timeout=10)
-    assert len(counts) == 3 and sum(counts.values()) == 30, counts
+    counts = wait_for(served_by_each, "each of the 30 probes logged, by every server replica", timeout=15)
+    assert len(counts) == 3, counts
 
 
 def test_killed_replica_fails_no_idempotent_request(stack: SwarmStack, nginx_ip: str) -> None:
