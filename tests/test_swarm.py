@@ -1,6 +1,6 @@
 """Issue 18 without a swarm: what `target: swarm` renders, and `scaffold deploy`'s secrets and environment.
 
-The stack on a real single-node swarm is tests/test_e2e_swarm.py.
+The stack on a real single-node swarm is tests/e2e/test_e2e_swarm.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from stack import generate
 
 from scaffold import envkeys
 from scaffold.answers import load_answers
@@ -21,6 +20,7 @@ from scaffold.envfile import EnvDocument
 from scaffold.errors import ProjectError
 from scaffold.newproject import missing_stack_keys
 from scaffold.swarm import SECRET_FILES, run_deploy, secret_name, stack_environment, wanted_secrets
+from tests.helpers.stack import generate
 
 SMTP = {
     "smtp_enabled": True,

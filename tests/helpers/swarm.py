@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stack import DOMAIN, docker, free_port, generate, unique_name
+from tests.helpers.stack import DOMAIN, REPO_ROOT, docker, free_port, generate, unique_name
 
 ADDRESS_POOL = "10.231.0.0/16"
 OVERRIDE = "stack.test.yaml"
 LOCK = Path(tempfile.gettempdir()) / "scaffold-swarm-test.lock"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def swarm_state() -> str:

@@ -2,7 +2,7 @@
 single-node swarm with the stand-in images.
 
 One swarm and one stack for the module (the daemon is shared: the swarm lives only as long as this
-module runs, see tests/swarmstack.py). The tests run in file order: scaling, killing a task and the
+module runs, see tests/helpers/swarm.py). The tests run in file order: scaling, killing a task and the
 rolling update come last, since they change the stack.
 """
 
@@ -20,15 +20,14 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import NameOID
-from polling import wait_for
-from stack import DOMAIN, docker
-from swarmstack import SwarmStack, swarm_stack
+
+from tests.helpers.clients import PLACEHOLDER_CN, WSCLIENT, common_name
+from tests.helpers.polling import wait_for
+from tests.helpers.stack import DOMAIN, docker
+from tests.helpers.swarm import SwarmStack, set_env, swarm_stack
 
 pytestmark = pytest.mark.docker
 
-PLACEHOLDER_CN = "scaffold placeholder certificate"  # template/certbot/scaffold_certbot.py
-WSCLIENT = __import__("pathlib").Path(__file__).parent / "standins" / "wsclient.py"
 SERVICES = {"postgresql": 1, "server": 2, "worker": 1, "nginx": 1, "certbot": 1}
 
 # GET through nginx, a new TLS connection each time, until the stop file appears; counts failures.
@@ -87,11 +86,6 @@ def served_certificate(port: int) -> x509.Certificate:
         der = tls.getpeercert(binary_form=True)
     assert der
     return x509.load_der_x509_certificate(der)
-
-
-def common_name(name: x509.Name) -> str:
-    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(values[0].value) if values else ""
 
 
 def nginx_pid(stack: SwarmStack, container: str) -> int:
@@ -383,8 +377,6 @@ def test_killed_replica_fails_no_idempotent_request(stack: SwarmStack, nginx_ip:
 
 
 def test_rolling_update_of_the_authentik_tag_fails_no_request(stack: SwarmStack, nginx_ip: str) -> None:
-    from swarmstack import set_env
-
     repository = stack.images.authentik.rpartition(":")[0]
     new_tag = f"{repository}:rolling-{stack.project}"
     docker("tag", stack.images.authentik, new_tag)
