@@ -15,7 +15,9 @@ import yaml
 
 from scaffold import envkeys
 from scaffold.answers import load_answers
-from scaffold.dockerapi import DockerNetwork
+from scaffold.dockerapi import DockerNetwork, SwarmService
+from scaffold.doctor.core import FAIL, OK, SERVICES, WARN
+from scaffold.doctor.stack.swarm import judge
 from scaffold.envfile import EnvDocument
 from scaffold.errors import ProjectError
 from scaffold.newproject import missing_stack_keys
@@ -164,3 +166,28 @@ def test_the_stack_s_overlay_network_is_found_by_its_namespace_label() -> None:
         labels={"com.docker.compose.project": "sso", "com.docker.compose.network": "proxy"},
     )
     assert compose.belongs_to("sso", "proxy")
+
+
+def _services(**changes: dict) -> list[SwarmService]:
+    base = {name: {"mode": "replicated", "desired": 1, "running": 1} for name in SERVICES}
+    base["server"]["desired"] = base["server"]["running"] = 2
+    base["nginx"]["mode"] = "global"
+    for name, change in changes.items():
+        base[name].update(change)
+    return [SwarmService(name=f"sso_{name}", **fields) for name, fields in base.items()]
+
+
+def test_doctor_judges_a_converged_stack_ok_and_says_what_is_missing() -> None:
+    assert judge("sso", _services()).status == OK
+    assert judge("sso", []).status == FAIL
+    starting = judge("sso", _services(server={"running": 1, "task_error": "task: non-zero exit (1)"}))
+    assert (
+        starting.status == WARN and "server: 1/2 tasks running (task: non-zero exit (1))" in starting.message
+    )
+    unplaced = judge("sso", _services(nginx={"desired": 0, "running": 0}))
+    assert unplaced.status == FAIL and "authentik.edge" in (unplaced.message + (unplaced.fix or ""))
+    rolled = judge(
+        "sso", _services(server={"update_state": "rollback_completed", "update_message": "rolled back"})
+    )
+    assert rolled.status == FAIL and "rollback_completed" in rolled.message
+    assert judge("sso", [s for s in _services() if not s.name.endswith("worker")]).status == FAIL

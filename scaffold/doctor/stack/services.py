@@ -180,9 +180,10 @@ def _drift(ctx: Context, env: EnvDocument) -> _Drift:
         if container is None:
             continue
         drift.checked.append(service)
-        # On Swarm .env reaches a service only where the stack file names a key (secrets as files).
+        # On Swarm .env reaches a service only where the stack file names a key; secrets come as
+        # files (Swarm secrets), their variables hold `file://` references.
         swarm = ctx.answers.target == "swarm"
-        for key in (k for k in keys if not swarm or k in container.env):
+        for key in (k for k in keys if not swarm or (k in container.env and k not in envkeys.SECRET_KEYS)):
             value = env.get(key)
             if value is not None and value != container.env.get(key):
                 drift.stale.setdefault(key, []).append(service)

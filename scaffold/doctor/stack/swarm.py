@@ -8,17 +8,22 @@ address) look at the task containers on this node; this one looks at the whole s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from scaffold.doctor.core import SERVICES, Check, Context, Outcome, fail, ok, skip, warn
+
+if TYPE_CHECKING:
+    from scaffold.dockerapi import SwarmService
 
 FAILED_UPDATES = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
 
 
-def _judge(ctx: Context) -> Outcome:
-    assert ctx.docker is not None
-    services = {s.name.removeprefix(f"{ctx.project}_"): s for s in ctx.docker.stack_services(ctx.project)}
+def judge(project: str, found: list[SwarmService]) -> Outcome:
+    """The verdict on a stack from what Swarm reports about its services."""
+    services = {s.name.removeprefix(f"{project}_"): s for s in found}
     if not services:
         return fail(
-            f"no service of the stack '{ctx.project}' on this swarm (or this daemon is not a manager)",
+            f"no service of the stack '{project}' on this swarm (or this daemon is not a manager)",
             "deploy it on a manager with `scaffold deploy` (`docker node ls` lists the managers)",
         )
     problems, pending = [], []
@@ -44,13 +49,12 @@ def _judge(ctx: Context) -> Outcome:
     if problems:
         return fail(
             "the stack has not converged: " + "; ".join(problems + pending),
-            f"`docker stack ps --no-trunc {ctx.project}` shows each task's error; fix it, then "
-            "`scaffold deploy`",
+            f"`docker stack ps --no-trunc {project}` shows each task's error; fix it, then `scaffold deploy`",
         )
     if pending:
         return warn(
             "the stack is converging: " + "; ".join(pending),
-            f"wait a minute, then run doctor again; `docker stack ps --no-trunc {ctx.project}` says "
+            f"wait a minute, then run doctor again; `docker stack ps --no-trunc {project}` says "
             "why a task does not run",
         )
     return ok(f"every service of the stack converged ({total} tasks running and healthy)")
@@ -61,7 +65,7 @@ def check_swarm_services(ctx: Context) -> Outcome:
         return skip("not checked: the project's target is compose (one machine)")
     if ctx.docker is None:
         return skip("not checked: the Docker daemon cannot be used (see stack.docker)")
-    return _judge(ctx)
+    return judge(ctx.project, ctx.docker.stack_services(ctx.project))
 
 
 CHECKS = (Check("stack.swarm-services", check_swarm_services),)
