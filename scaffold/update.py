@@ -392,6 +392,14 @@ def _apply_or_restore(
         raise type(exc)(f"{exc.message}; the project is as it was before the update", hint=exc.hint) from None
 
 
+def _apply_commands(project_dir: Path) -> tuple[str, str]:
+    """(what to tell the user, what `--apply` runs) to put the updated project into service: Compose's
+    pull and up, or on Swarm `scaffold deploy` (the stack file needs its secrets and .env exported)."""
+    if load_answers(project_dir).target == "swarm":
+        return "scaffold deploy", f"{shlex.quote(sys.executable)} -m scaffold deploy"
+    return APPLY_COMMANDS, APPLY_COMMANDS
+
+
 def _report(opts: UpdateOptions, attention: bool, archive: Path | None = None) -> int:
     """Conflicts, `docker compose config`, and what to run next; the exit code."""
     from scaffold.compose import check_config
@@ -427,7 +435,8 @@ def _report(opts: UpdateOptions, attention: bool, archive: Path | None = None) -
         if archive is not None:
             back = f"scaffold restore {shlex.quote(str(archive))} {shlex.quote(str(opts.project_dir))} --yes"
             output.say(f"to go back after the apply: {back}")
-        result = subprocess.run(APPLY_COMMANDS, shell=True, cwd=opts.project_dir, check=False)
+        command = _apply_commands(opts.project_dir)[1]
+        result = subprocess.run(command, shell=True, cwd=opts.project_dir, check=False)
         return EXIT_OK if result.returncode == 0 else EXIT_FAILED
-    output.say(f"apply it with: {APPLY_COMMANDS}")
+    output.say(f"apply it with: {_apply_commands(opts.project_dir)[0]}")
     return EXIT_NEEDS_ATTENTION if attention else EXIT_OK

@@ -191,3 +191,25 @@ def test_doctor_judges_a_converged_stack_ok_and_says_what_is_missing() -> None:
     )
     assert rolled.status == FAIL and "rollback_completed" in rolled.message
     assert judge("sso", [s for s in _services() if not s.name.endswith("worker")]).status == FAIL
+
+
+def test_update_switches_a_compose_project_to_swarm_keeping_its_secrets(tmp_path: Path, capsys) -> None:
+    """`scaffold update --data target=swarm`: the stack file replaces compose.yaml, nginx follows Swarm's
+    task DNS, .env keeps its secrets, and the next step named is `scaffold deploy`."""
+    from dotenv import dotenv_values
+
+    from scaffold.cli import main
+    from tests.helpers.projects import new_project
+    from tests.helpers.templaterepo import make_template_repo
+
+    project = new_project(tmp_path / "sso", make_template_repo(tmp_path / "template"))
+    before = dotenv_values(project / ".env")
+    capsys.readouterr()
+    assert main(["update", str(project), "--data", "target=swarm"]) == 0
+    out = capsys.readouterr().out
+    assert "apply it with: scaffold deploy" in out, out
+    stack = yaml.safe_load((project / "compose.yaml").read_text())
+    assert stack["services"]["server"]["deploy"]["update_config"]["order"] == "start-first"
+    assert "tasks.server" in (project / "nginx/conf.d/authentik.conf").read_text()
+    after = dotenv_values(project / ".env")
+    assert all(after[key] == before[key] for key in (envkeys.PG_PASS, envkeys.SECRET_KEY))
