@@ -374,16 +374,14 @@ def test_scaled_to_three_every_replica_serves(stack: SwarmStack, nginx_ip: str) 
     for n in range(30):
         assert echo(stack, nginx_ip, f"/replica-probe/{n}")["path"] == f"/replica-probe/{n}"
 
-    def served_by_each() -> dict[str, int] | None:
-        counts = {}
-        for container in stack.containers("server"):
-            logs = docker("logs", container).stdout
-            counts[container[:12]] = logs.count('"/replica-probe/')
-        # The stand-in flushes its access log in batches: wait for all 30 lines.
-        return counts if all(counts.values()) and sum(counts.values()) == 30 else None
+    def served_by_each() -> dict[str, int]:
+        logs = {container[:12]: docker("logs", container).stdout for container in stack.containers("server")}
+        return {container: text.count('"/replica-probe/') for container, text in logs.items()}
 
-    counts = wait_for(served_by_each, "each of the 30 probes logged, by every server replica", timeout=15)
-    assert len(counts) == 3, counts
+    # The stand-in flushes its access log in batches: wait for all 30 lines, then see who served them.
+    wait_for(lambda: sum(served_by_each().values()) == 30, "the 30 probes in the replicas' logs", timeout=15)
+    counts = served_by_each()
+    assert len(counts) == 3 and all(counts.values()), f"a replica served nothing: {counts}"
 
 
 def test_killed_replica_fails_no_idempotent_request(stack: SwarmStack, nginx_ip: str) -> None:
