@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from scaffold import envkeys, output
 from scaffold.answers import Answers, load_answers
+from scaffold.dockerapi import STACK_NAMESPACE_LABEL
 from scaffold.envfile import EnvDocument
 from scaffold.errors import EXIT_FAILED, EXIT_OK, DockerUnavailable, ProjectError
 from scaffold.layout import ProjectLayout
@@ -145,9 +147,27 @@ def create_secrets(project: str, secrets: list[SwarmSecret]) -> list[str]:
     return created
 
 
+def secrets_in_use(project: str) -> set[str]:
+    """Secret names the stack's services use now or would roll back to (Spec and PreviousSpec)."""
+    label = f"label={STACK_NAMESPACE_LABEL}={project}"
+    ids = _docker("service", "ls", "-q", "--filter", label).stdout.split()
+    result = _docker("service", "inspect", *ids) if ids else None
+    if result is None or result.returncode != 0:
+        return set()
+    names = set()
+    for service in json.loads(result.stdout):
+        for spec in (service.get("Spec"), service.get("PreviousSpec")):
+            container = ((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+            names.update(str(item.get("SecretName", "")) for item in container.get("Secrets") or [])
+    return names
+
+
 def prune_secrets(project: str, keep: list[SwarmSecret]) -> list[str]:
-    """Remove scaffold's older secrets of `project` that no service uses any more (best effort)."""
-    names = {secret.name for secret in keep}
+    """Remove scaffold's older secrets of `project` that no service uses any more (best effort).
+
+    A secret the previous service spec names stays: a failed update rolls back to it.
+    """
+    names = {secret.name for secret in keep} | secrets_in_use(project)
     removed = []
     for name in existing_secrets(project):
         if name not in names and _docker("secret", "rm", name).returncode == 0:

@@ -424,3 +424,11 @@ def test_rolling_update_of_the_authentik_tag_fails_no_request(stack: SwarmStack,
           f"failed in {verdict['seconds']:.0f} s, slowest {verdict['slowest']:.2f} s")  # fmt: skip
     assert verdict["failed"] == 0, verdict["failures"]
     assert stack.inspect_service("server")["UpdateStatus"]["State"] == "completed"
+    # The second deploy reused the Swarm secrets (same values, same names) and made no others.
+    secrets = docker(
+        "secret", "ls", "--format", "{{.Name}}", "--filter", f"label=org.scaffold.project={stack.project}"
+    )
+    assert sorted(secrets.stdout.split()) == sorted(
+        s["SecretName"]
+        for s in stack.inspect_service("server")["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    ), secrets.stdout
