@@ -213,3 +213,18 @@ def test_update_switches_a_compose_project_to_swarm_keeping_its_secrets(tmp_path
     assert "tasks.server" in (project / "nginx/conf.d/authentik.conf").read_text()
     after = dotenv_values(project / ".env")
     assert all(after[key] == before[key] for key in (envkeys.PG_PASS, envkeys.SECRET_KEY))
+
+
+@pytest.mark.docker
+def test_deploy_outside_a_swarm_says_how_to_make_one(swarm_project: Path, capsys) -> None:
+    from scaffold.cli import main
+
+    info = ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"]
+    state = subprocess.run(info, capture_output=True, text=True, check=False).stdout.strip()
+    if state != "inactive":
+        pytest.skip(f"the daemon's swarm state is {state!r}; this test needs one outside any swarm")
+    before = (swarm_project / ".env").read_bytes()
+    assert main(["deploy", str(swarm_project)]) == 1
+    err = capsys.readouterr().err
+    assert "not part of a swarm" in err and "docker swarm init" in err, err
+    assert (swarm_project / ".env").read_bytes() == before
