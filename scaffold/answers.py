@@ -49,6 +49,8 @@ class Answers:
     backup_keep: int = 14
     #: Apps behind forward auth: name -> settings (answer_rules.parse_apps reads them).
     apps: dict = field(default_factory=dict)
+    #: compose (one machine) or swarm (`scaffold deploy` to a Docker Swarm).
+    target: str = "compose"
     src_path: str | None = None
     commit: str | None = None
     raw: dict[str, Any] | None = None
@@ -113,6 +115,7 @@ ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
     "backup_schedule": str,
     "backup_keep": int,
     "apps": dict,
+    "target": str,
     "_src_path": str,
     "_commit": (str, int),
 }
