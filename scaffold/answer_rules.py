@@ -673,8 +673,13 @@ def parse_apps(value: object, *, domain: str = "") -> tuple[App, ...]:
     return tuple(sorted(apps, key=lambda app: app.name))
 
 
-def check_apps(value: object, *, domain: str = "") -> None:
-    parse_apps(value, domain=domain)
+def check_apps(value: object, *, domain: str = "", target: str = "compose") -> None:
+    if parse_apps(value, domain=domain) and target == "swarm":
+        raise AnswerProblem(
+            "apps behind forward auth are not supported with target swarm yet (the stack file has no "
+            "blueprints mount and no apps network)",
+            "use target compose for apps, or leave apps empty on Swarm.",
+        )
 
 
 def app_public_port(public_url: str) -> str:

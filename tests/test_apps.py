@@ -98,6 +98,12 @@ BAD_APPS = [
 ]
 
 
+def test_apps_are_refused_on_swarm_until_the_stack_file_carries_them():
+    message = problem_with("apps", GOOD, domain=DOMAIN, target="swarm")
+    assert "not supported with target swarm" in message and ": " in message
+    assert problem_with("apps", {}, domain=DOMAIN, target="swarm") == ""
+
+
 @pytest.mark.parametrize(("answer", "words"), BAD_APPS)
 def test_a_bad_app_is_refused_with_what_is_wrong_and_the_fix(answer, words):
     message = problem_with("apps", answer, domain=DOMAIN)
@@ -196,8 +202,9 @@ ANY_APPS = st.one_of(
 @given(apps=ANY_APPS)
 def test_copier_s_validator_says_what_the_rule_says(jinja_env, apps):
     validator = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())["apps"]["validator"]
-    rendered = jinja_env.from_string(validator).render(apps=apps, domain=DOMAIN).strip()
-    assert rendered == problem_with("apps", apps, domain=DOMAIN).strip()
+    for target in ("compose", "swarm"):
+        rendered = jinja_env.from_string(validator).render(apps=apps, domain=DOMAIN, target=target).strip()
+        assert rendered == problem_with("apps", apps, domain=DOMAIN, target=target).strip()
 
 
 BLUEPRINT = "blueprints/{% if apps %}scaffold-apps.yaml{% endif %}.jinja"
