@@ -12,11 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from scaffold import output
-from scaffold.detect import run_detect
-from scaffold.errors import ScaffoldError
-from scaffold.layout import ProjectLayout
-
 #: copier renders the old and new template versions into temporary folders with these
 #: prefixes during an update; `.env` is gitignored there, so nothing needs doing.
 REPLICA_PREFIXES = ("copier._main.old_copy.", "copier._main.new_copy.")
@@ -30,7 +25,12 @@ def is_copier_replica(path: Path) -> bool:
 def main(project_dir: Path | None = None) -> int:
     root = (project_dir or Path.cwd()).resolve()
     if is_copier_replica(root):
-        return 0
+        return 0  # before any import: two of the three runs of every update end here
+    from scaffold import output
+    from scaffold.detect import run_detect
+    from scaffold.errors import ScaffoldError
+    from scaffold.layout import ProjectLayout
+
     try:
         ProjectLayout(root).ensure_data_dirs()
         report = run_detect(root)
