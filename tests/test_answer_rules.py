@@ -36,6 +36,7 @@ BAD_ANSWERS = [
     ("backup_schedule", "daily\nExecStart=/bin/sh", {}, "not a systemd calendar time"),
     ("backup_schedule", "daily;reboot", {}, "not a systemd calendar time"),
     ("backup_keep", 0, {"backup_schedule": "daily"}, "keep at least 1 archive"),
+    ("outpost_docker_socket", True, {"target": "swarm"}, "does not support"),
     ("public_url", "http://sso.example.test", _ON_DOMAIN, "is not an https URL"),
     ("public_url", "sso.example.test", _ON_DOMAIN, "is not an https URL"),
     ("public_url", "https://sso.example.test/auth/", _ON_DOMAIN, "more than a host and port"),
@@ -204,7 +205,8 @@ def test_every_text_rule_has_a_valid_example_here():
     text_rules = {
         name
         for name in RULES
-        if name not in {"acme_accept_no_email", "http_port", "https_port", "backup_keep"}
+        if name
+        not in {"acme_accept_no_email", "http_port", "https_port", "backup_keep", "outpost_docker_socket"}
     }
     assert text_rules - {"smtp_port"} == set(VALID_TEXT_ANSWERS)
     for question, answer in VALID_TEXT_ANSWERS.items():
