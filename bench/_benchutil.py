@@ -13,6 +13,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -199,14 +200,42 @@ def shim_pid(container: str) -> int | None:
 
 def run_timed(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
     """Wall time of one subprocess in seconds; raises CouldNotMeasure when it fails."""
-    started = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise CouldNotMeasure(
-            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-        )
-    return elapsed
+    return run_measured(cmd, cwd=cwd, env=env)[0]
+
+
+def run_measured(
+    cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """(wall, CPU) seconds of one subprocess; raises CouldNotMeasure when it fails.
+
+    CPU is user + system time of the process and of every descendant it waited for (copier's git
+    and its task's shell and Python included; not dockerd's work for them). On a shared machine it
+    moves far less with the load than wall time does.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen from waiting
+        if process.returncode != 0:
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode(errors="replace")
+            stderr = err.read().decode(errors="replace")
+            raise CouldNotMeasure(
+                f"{' '.join(cmd)} failed ({process.returncode}):\n{stdout[-2000:]}\n{stderr[-2000:]}"
+            )
+    return elapsed, usage.ru_utime + usage.ru_stime
+
+
+def spread(values: Iterable[float]) -> tuple[float, float]:
+    """The lower and upper quartiles (the middle half of the values lies between them)."""
+    values = sorted(values)
+    if len(values) < 2:
+        return values[0], values[0]
+    quartiles = statistics.quantiles(values, n=4, method="inclusive")
+    return quartiles[0], quartiles[2]
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:

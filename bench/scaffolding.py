@@ -4,7 +4,10 @@ The working tree (uncommitted changes included) is copied into a new git reposit
 (tests/helpers/templaterepo.py `make_template_repo`). Every command then runs through its real console entry
 point as a subprocess (the `scaffold` and `copier` scripts next to this Python, not pyenv shims),
 each in a fresh temporary destination. Variants are interleaved run by run (order rotated) after
-one untimed warm-up run each, and each figure is the median of N runs:
+one untimed warm-up run each; each figure is the median of N runs, each ratio the median over rounds
+of the ratio within a round (the two commands ran back to back, so load drifting between rounds
+cancels out), with its quartiles, and beside it the same for CPU time (user + system time of the
+command and every process it waited for), which moves least with the load of a shared machine:
 
   scaffold new            scaffold new DEST --template TPL --defaults -d ...
   copier copy             copier copy --trust --defaults -d ... TPL DEST          (with the hook task)
@@ -27,7 +30,7 @@ a machine that caches bytecode, even where PYTHONDONTWRITEBYTECODE is set in the
 
 Prints the figures, then the ratios last. Exits 1 only when it could not measure.
 
-    python bench/scaffolding.py [--runs 5] [--help-runs 15]
+    python bench/scaffolding.py [--runs 9] [--update-runs 5] [--help-runs 15]
 """
 
 from __future__ import annotations
@@ -50,8 +53,10 @@ from _benchutil import (
     machine,
     median,
     print_table,
+    run_measured,
     run_measurement,
     run_timed,
+    spread,
 )
 
 from tests.helpers.templaterepo import edit, make_template_repo, release
@@ -131,9 +136,17 @@ class Run:
     env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class Timings:
+    """One command's timed runs, in round order (round i of every command of a group ran together)."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
 def measure(args: argparse.Namespace) -> int:
     copier = str(entry_point("copier"))
-    results: dict[str, list[float]] = {}
+    results: dict[str, Timings] = {}
     with tempfile.TemporaryDirectory(prefix="bench-scaffolding.") as tmp_name:
         tmp = Path(tmp_name)
         # A user's machine caches bytecode; this environment may forbid writing it
@@ -200,7 +213,7 @@ def measure(args: argparse.Namespace) -> int:
                     "copier update": lambda: Run([*update_cmd, str(copy_of(seed))]),
                     "copier update -T": lambda: Run([*update_cmd, "--skip-tasks", str(copy_of(seed))]),
                 },
-                args.runs,
+                args.update_runs,
             ),
             (
                 {
@@ -221,8 +234,10 @@ def measure(args: argparse.Namespace) -> int:
                 for name in names[shift:] + names[:shift]:
                     run = group[name]()  # preparing the destination is not timed
                     os.sync()  # nor writing back what the preparation left dirty
-                    elapsed = run_timed(run.cmd, env={**env, **run.env}, cwd=run.cwd or tmp)
-                    results.setdefault(name, []).append(elapsed)
+                    wall, cpu = run_measured(run.cmd, env={**env, **run.env}, cwd=run.cwd or tmp)
+                    timings = results.setdefault(name, Timings())
+                    timings.wall.append(wall)
+                    timings.cpu.append(cpu)
             log(f"measured {', '.join(names)} x {runs}")
             shutil.rmtree(tmp / "runs", ignore_errors=True)
 
@@ -239,33 +254,41 @@ def measure(args: argparse.Namespace) -> int:
 
 def report(
     args: argparse.Namespace,
-    results: dict[str, list[float]],
+    results: dict[str, Timings],
     imports: dict[str, list[tuple[int, list[tuple[int, str]]]]],
     hook_imports: list[tuple[int, str]],
     scaffold: str,
     copier: str,
 ) -> None:
-    print(f"# bench/scaffolding.py  {machine()}")
+    print(f"# bench/scaffolding.py  {machine()}  load average {os.getloadavg()[0]:.2f} at the end")
     print(
-        f"# runs={args.runs} help-runs={args.help_runs} (median, interleaved, after one warm-up run each); "
-        f"scaffold={scaffold} copier={copier}; bytecode cached in a private PYTHONPYCACHEPREFIX"
+        f"# runs={args.runs} update-runs={args.update_runs} help-runs={args.help_runs} (interleaved, order "
+        f"rotated, after one warm-up run each); scaffold={scaffold} copier={copier}; bytecode cached in a "
+        "private PYTHONPYCACHEPREFIX"
     )
     print()
-    rows = [
-        [
-            name,
-            f"{median(values) * 1000:.0f}",
-            f"{min(values) * 1000:.0f}",
-            f"{max(values) * 1000:.0f}",
-            str(len(values)),
-        ]
-        for name, values in results.items()
-    ]
-    print_table(["command", "median ms", "min ms", "max ms", "runs"], rows)
+    rows = []
+    for name, timings in results.items():
+        low, high = spread(timings.wall)
+        cpu_low, cpu_high = spread(timings.cpu)
+        rows.append(
+            [
+                name,
+                f"{median(timings.wall) * 1000:.0f}",
+                f"{low * 1000:.0f}-{high * 1000:.0f}",
+                f"{min(timings.wall) * 1000:.0f}",
+                f"{median(timings.cpu) * 1000:.0f}",
+                f"{cpu_low * 1000:.0f}-{cpu_high * 1000:.0f}",
+                str(len(timings.wall)),
+            ]
+        )
+    headers = ["command", "median ms", "quartiles ms", "min ms", "CPU median ms", "CPU quartiles", "runs"]
+    print_table(headers, rows)
     print(
         "  scaffold hook alone = `python -P -m scaffold.hook` with PYTHONPATH=<fresh copy of the template>,"
     )
     print("  in a fresh `copier copy --skip-tasks` result (what copier's task runs; it creates .env)")
+    print("  CPU = user + system time of the command and every process it waited for (git, the task)")
     print()
     cumulative = {module: median(total for total, _ in runs) / 1000 for module, runs in imports.items()}
     for module, runs in imports.items():
@@ -279,65 +302,61 @@ def report(
     print(f"python -X importtime -P -m scaffold.hook (fresh template copy, one run): {hook_total:.1f} ms")
     print(f"    slowest top-level imports (ms): {slowest}")
     print()
+    print_ratios(results)
 
-    def ratio(a: str, b: str) -> float:
-        return median(results[a]) / median(results[b])
 
-    def by_min(a: str, b: str) -> str:
-        return f"min-based {min(results[a]) / min(results[b]):.2f}"
+#: (label, command, baseline, target or None)
+RATIOS = [
+    ("scaffold new / copier copy --skip-tasks", "scaffold new", "copier copy -T", 1.3),
+    ("copier copy (hook task) / copier copy --skip-tasks", "copier copy", "copier copy -T", 1.2),
+    ("copier copy (empty task) / --skip-tasks", "copier copy, empty task", "copier copy -T", None),
+    ("scaffold new / copier copy (hook task)", "scaffold new", "copier copy", None),
+    ("scaffold hook alone / copier copy --skip-tasks", "scaffold hook alone", "copier copy -T", None),
+    ("scaffold update / copier update (hook task)", "scaffold update", "copier update", None),
+    ("scaffold update / copier update --skip-tasks", "scaffold update", "copier update -T", None),
+    ("copier update (hook task) / --skip-tasks", "copier update", "copier update -T", None),
+    ("scaffold --help / copier --help", "scaffold --help", "copier --help", 0.4),
+]
 
-    def verdict(value: float, limit: float) -> str:
-        return f"target < {limit}: {'MET' if value < limit else 'MISSED'}"
 
-    pairs = [
-        ("scaffold new / copier copy --skip-tasks", "scaffold new", "copier copy -T", 1.3),
-        ("copier copy (hook task) / copier copy --skip-tasks", "copier copy", "copier copy -T", 1.2),
-        (
-            "copier copy (empty task) / copier copy --skip-tasks",
-            "copier copy, empty task",
-            "copier copy -T",
-            None,
-        ),
-        ("scaffold new / copier copy (hook task)", "scaffold new", "copier copy", None),
-        ("scaffold hook alone / copier copy --skip-tasks", "scaffold hook alone", "copier copy -T", None),
-        ("scaffold update / copier update (hook task), no change", "scaffold update", "copier update", None),
-        (
-            "scaffold update / copier update --skip-tasks, no change",
-            "scaffold update",
-            "copier update -T",
-            None,
-        ),
-        ("copier update (hook task) / copier update --skip-tasks", "copier update", "copier update -T", None),
-        ("scaffold --help / copier --help", "scaffold --help", "copier --help", 0.4),
-    ]
-    lines = []
-    for label, a, b, limit in pairs:
-        value = ratio(a, b)
-        note = verdict(value, limit) if limit else "info"
-        if a == "scaffold update" and b == "copier update":
-            note = "fair comparison (same end state)"
-        lines.append((label, f"{value:.2f}", f"{note}; {by_min(a, b)}"))
-    hook_ms = (median(results["copier copy"]) - median(results["copier copy -T"])) * 1000
-    beyond_empty = (median(results["copier copy"]) - median(results["copier copy, empty task"])) * 1000
-    hook_docker = any(name == "docker" for _, name in hook_imports)
-    lines += [
-        ("hook task cost inside copier copy", f"{hook_ms:.0f} ms", "info"),
-        ("of which beyond an empty Python task", f"{beyond_empty:.0f} ms", "info"),
-        ("hook imports the Docker SDK", "yes" if hook_docker else "no", "info (local socket: stdlib client)"),
-        ("import scaffold.cli, cumulative", f"{cumulative['scaffold.cli']:.1f} ms", "info"),
-    ]
-    print("RATIOS (median wall time; min-based for comparison)")
-    width = max(len(name) for name, _, _ in lines)
-    for name, value, note in lines:
-        print(f"  {name:<{width}}  {value:>9}  {note}")
+def print_ratios(results: dict[str, Timings]) -> None:
+    """Each ratio as the median over rounds of (command / baseline) within the round, with its
+    quartiles: the two ran back to back, so a load change between rounds cancels out. The ratio of
+    the same for CPU time is given beside it (the least load-dependent figure)."""
+    print(
+        "RATIOS (median over rounds of the same-round wall-time ratio [its quartiles]; the same for CPU time)"
+    )
+    width = max(len(label) for label, *_ in RATIOS)
+    for label, name, base, limit in RATIOS:
+        a, b = results[name], results[base]
+        paired = [x / y for x, y in zip(a.wall, b.wall, strict=True)]
+        low, high = spread(paired)
+        value = median(paired)
+        cpu = median(x / y for x, y in zip(a.cpu, b.cpu, strict=True))
+        if limit is None:
+            note = "info"
+        else:
+            verdicts = ("MET" if value < limit else "MISSED", "met" if cpu < limit else "missed")
+            note = f"target < {limit}: {verdicts[0]} (CPU: {verdicts[1]})"
+        print(f"  {label:<{width}}  {value:5.2f} [{low:.2f}-{high:.2f}]  CPU {cpu:4.2f}  {note}")
+    hook_ms = (median(results["copier copy"].wall) - median(results["copier copy -T"].wall)) * 1000
+    hook_cpu = (median(results["copier copy"].cpu) - median(results["copier copy -T"].cpu)) * 1000
+    beyond_empty = (
+        median(results["copier copy"].cpu) - median(results["copier copy, empty task"].cpu)
+    ) * 1000
+    print(
+        f"  hook task cost inside copier copy: {hook_ms:.0f} ms wall, {hook_cpu:.0f} ms CPU "
+        f"({beyond_empty:.0f} ms CPU beyond an empty Python task)"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--runs", type=int, default=9, help="timed runs of the new/copy variants (default 9)")
     parser.add_argument(
-        "--runs", type=int, default=5, help="timed runs of new/copy/update variants (default 5)"
+        "--update-runs", type=int, default=5, help="timed runs of the update variants (default 5)"
     )
     parser.add_argument(
         "--help-runs", type=int, default=15, help="timed runs of the --help variants (default 15)"

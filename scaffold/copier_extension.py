@@ -39,11 +39,29 @@ def load_rules(path: Path = RULES_FILE) -> ModuleType:
     return module
 
 
+def scaffold_claims_task() -> bool:
+    """True when `scaffold new` runs copier in this process with this checkout's own code, and so
+    runs the hook itself after the copy (copier.yml's task `when:`; see scaffold/inprocess.py).
+
+    Found through `sys.modules` only, never imported: plain copier has no scaffold loaded, and any
+    failure (an older scaffold without that module or function) leaves the task to copier.
+    """
+    inprocess = sys.modules.get("scaffold.inprocess")
+    if inprocess is None:
+        return False
+    try:
+        return bool(inprocess.claim_task(RULES_FILE.parent))
+    except Exception:
+        return False
+
+
 class AnswerRules(Extension):
-    """Adds `problem_with(question, answer, **other_answers)` and the filters the templates use."""
+    """Adds `problem_with(question, answer, **other_answers)` and the filters the templates use,
+    and `scaffold_claims_task()` for the task's `when:`."""
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         rules = load_rules()
         environment.globals.update(rules.TEMPLATE_GLOBALS)
+        environment.globals["scaffold_claims_task"] = scaffold_claims_task
         environment.filters.update(rules.TEMPLATE_FILTERS)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import ipaddress
 import os
-import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -381,6 +380,8 @@ class DockerAPI:
 
     def put_file(self, container: str, directory: str, name: str, size: int, chunks: Iterable[bytes]) -> None:
         """Stream one file (mode 0600) into `directory` of a container without holding it in memory."""
+        import tarfile  # only here: the copier task imports this module for four reads
+
         info = tarfile.TarInfo(name)
         info.size = size
         info.mode = 0o600

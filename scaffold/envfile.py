@@ -13,11 +13,11 @@ import bisect
 import io
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from dotenv.parser import parse_stream
+from types import ModuleType
 
 from scaffold import composeenv
 from scaffold.errors import EnvFileError
@@ -416,12 +416,44 @@ class EnvDocument:
         self._entries = new_entries
 
 
+#: Where `dotenv_parser` keeps the module it loaded (a name of its own: see there).
+_PARSER_MODULE = "_scaffold_dotenv_parser"
+
+
+def dotenv_parser() -> ModuleType:
+    """python-dotenv's `dotenv/parser.py`, loaded without running the package's `__init__`.
+
+    `import dotenv.parser` first runs `dotenv/__init__.py`, whose `dotenv.main` imports logging (with
+    traceback and textwrap) and tempfile: ~10 ms on every copier task for a parser that needs only `re`
+    and `codecs`. This runs the same file (with its bytecode cache) under a private module name, so a
+    later `import dotenv` is unaffected. An installation where the file cannot be found that way (a
+    zipped package) gets the ordinary import.
+    """
+    loaded = sys.modules.get("dotenv.parser") or sys.modules.get(_PARSER_MODULE)
+    if loaded is not None:
+        return loaded
+    import importlib.util
+
+    package = importlib.util.find_spec("dotenv")  # finds the package without running it
+    folders = list(package.submodule_search_locations or ()) if package else []
+    path = Path(folders[0], "parser.py") if folders else None
+    spec = importlib.util.spec_from_file_location(_PARSER_MODULE, path) if path and path.is_file() else None
+    if spec is None or spec.loader is None:
+        import dotenv.parser
+
+        return dotenv.parser
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[_PARSER_MODULE] = module
+    return module
+
+
 def _scan(text: str) -> list[_Entry]:
     """Split `text` into python-dotenv's statements, keeping where each one sits."""
     line_ends = [m.end() for m in re.compile(_NEWLINE).finditer(text)]
     entries: list[_Entry] = []
     offset = 0
-    for binding in parse_stream(io.StringIO(text, newline="")):
+    for binding in dotenv_parser().parse_stream(io.StringIO(text, newline="")):
         original = binding.original.string
         if not original or not text.startswith(original, offset):
             raise RuntimeError("python-dotenv's parser did not consume .env contiguously; please report this")

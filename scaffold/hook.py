@@ -12,11 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from scaffold import output
-from scaffold.detect import run_detect
-from scaffold.errors import ScaffoldError
-from scaffold.layout import ProjectLayout
-
 #: copier renders the old and new template versions into temporary folders with these
 #: prefixes during an update; `.env` is gitignored there, so nothing needs doing.
 REPLICA_PREFIXES = ("copier._main.old_copy.", "copier._main.new_copy.")
@@ -35,6 +30,11 @@ def main(project_dir: Path | None = None) -> int:
         # as the user's additions and come back after the update.
         _write_app_files(root, quiet=True)
         return 0
+    from scaffold import output
+    from scaffold.detect import run_detect
+    from scaffold.errors import ScaffoldError
+    from scaffold.layout import ProjectLayout
+
     try:
         ProjectLayout(root).ensure_data_dirs()
         report = run_detect(root)
@@ -59,7 +59,9 @@ def main(project_dir: Path | None = None) -> int:
 
 def _write_app_files(root: Path, *, quiet: bool = False) -> None:
     """nginx's file per app (copier cannot render one file per list item): see scaffold/appfiles.py."""
+    from scaffold import output
     from scaffold.appfiles import main as render_apps
+    from scaffold.errors import ScaffoldError
 
     try:
         render_apps(root, quiet=quiet)

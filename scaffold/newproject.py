@@ -80,6 +80,8 @@ def check_explicit_subnet(data: dict[str, str]) -> None:
 
     Its form and range are copier's validator's job; only Docker knows what it would overlap.
     """
+    if "proxy_subnet" not in data:
+        return  # the default, `auto`: the hook picks a free subnet
     from scaffold.subnets import describe, overlapping, parse_subnet
 
     try:
@@ -161,7 +163,14 @@ def create_project(
     smtp_password = data.get("smtp_password") or None
     data = {key: value for key, value in data.items() if key != "smtp_password"}
 
-    run_copier_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref)
+    from scaffold.inprocess import offer_task
+
+    with offer_task() as task:
+        run_copier_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref)
+    if task.claimed:  # the template's task is this process's own code: run it here, not in a new Python
+        from scaffold.hook import main as run_hook
+
+        run_hook(dest)
     if smtp_password is not None:
         from scaffold.detect import apply_smtp_password
 

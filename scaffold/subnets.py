@@ -11,11 +11,14 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 
-from scaffold.answer_rules import AnswerProblem, IPv4Network, IPv6Network, Network, check_proxy_network
 from scaffold.errors import SubnetError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: The same union as `answer_rules.Network`, spelled here so that importing this module does not load the
+#: answer rules: the copier task with `proxy_subnet=auto` (the default) never needs them.
+Network = IPv4Network | IPv6Network
 
 #: Where an automatic IPv4 subnet comes from, in order. The upper half of 10/8 first: it is
 #: outside Docker's default address pools (172.17-31/16, 192.168/16 in /20s), so a network
@@ -67,6 +70,8 @@ def describe(clashes: Iterable[Occupied]) -> str:
 
 def check_user_subnet(subnet: Network, occupied: Iterable[Occupied]) -> None:
     """Refuse a subnet the user gave if it is public, too large, too small (the answer rule) or collides."""
+    from scaffold.answer_rules import AnswerProblem, check_proxy_network
+
     try:
         check_proxy_network(subnet)
     except AnswerProblem as problem:

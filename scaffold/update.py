@@ -318,8 +318,10 @@ def run_template_detect(project: Path, *, dry_run: bool = False, apps: bool = Fa
 
     A new template version may add keys to `.env`; only its own code knows them. So the
     detection runs from a checkout of the template at the project's recorded commit, like the
-    copier task would, but once and in the real project. Falls back to this scaffold's own code
-    when that commit cannot be checked out (e.g. a template with uncommitted changes).
+    copier task would, but once and in the real project; in this process when the checkout's
+    `scaffold/` holds exactly this package's files (no second Python for the same code). Falls back
+    to this scaffold's own code when that commit cannot be checked out (e.g. a template with
+    uncommitted changes).
 
     `apps`: then also write nginx's file per app (`scaffold render-apps`, see scaffold/appfiles.py),
     which the skipped copier task would write; a template version from before apps has none.
@@ -329,6 +331,10 @@ def run_template_detect(project: Path, *, dry_run: bool = False, apps: bool = Fa
     args = ["detect", str(project), *(["--dry-run"] if dry_run else [])]
     with template_source.checkout(str(answers.src_path), answers.commit) as checkout:
         if checkout is not None and (checkout / "scaffold" / "__main__.py").is_file():
+            from scaffold.inprocess import PACKAGE_DIR, same_files
+
+            if same_files(checkout / "scaffold", PACKAGE_DIR):
+                return _detect_here(project, dry_run=dry_run, apps=apps)
             env = {**os.environ, "PYTHONPATH": str(checkout)}
             # -P and cwd: neither the current folder nor an installed scaffold may shadow the checkout.
             command = [sys.executable, "-P", "-m", "scaffold"]
@@ -346,6 +352,21 @@ def run_template_detect(project: Path, *, dry_run: bool = False, apps: bool = Fa
 
         code = render_apps(project) or code
     return code
+
+
+def _detect_here(project: Path, *, dry_run: bool, apps: bool) -> int:
+    """`scaffold detect` (and `render-apps`) in this process, ending as the commands would: a
+    ScaffoldError is its message and exit code, as from the subprocess, not an exception that rolls
+    the update back."""
+    from scaffold.appfiles import main as render_apps
+    from scaffold.detect import run_detect_command
+
+    try:
+        code = run_detect_command(project, dry_run=dry_run)
+        return (render_apps(project) or code) if apps else code
+    except ScaffoldError as exc:
+        output.error(exc.message, exc.hint)
+        return exc.exit_code
 
 
 def _conflicts(project: Path, conflict: str) -> list[str]:

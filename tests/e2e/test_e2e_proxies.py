@@ -24,7 +24,15 @@ from typing import Any
 import pytest
 
 from tests.helpers.browser import LOGIN
-from tests.helpers.clients import WSCLIENT, common_name, curl, json_log, run_client_script, served_certificate
+from tests.helpers.clients import (
+    WSCLIENT,
+    common_name,
+    curl,
+    json_log,
+    json_log_through,
+    run_client_script,
+    served_certificate,
+)
 from tests.helpers.doctorrun import Doctor, secrets_of
 from tests.helpers.polling import wait_for
 from tests.helpers.stack import DOMAIN, OVERRIDE, Stack, running_stack, unique_name
@@ -160,8 +168,12 @@ def test_outside_the_web_path_nothing_reaches_authentik(path_stack: Stack) -> No
     finally:
         site_root.write_text(original)
         stack.exec("nginx", "nginx", "-s", "reload")
-    time.sleep(2)  # the stand-in flushes its access log in batches
-    assert authentik_saw(stack, marker) == [], "a request outside /auth/ reached authentik"
+    sentinel = unique_name("inside")
+    https_get(stack, nginx_ip, f"/auth/api/v3/{sentinel}/")  # sent last, and it does reach authentik
+    logged = json_log_through(stack, "server", sentinel)
+    assert [e for e in logged if marker in str(e.get("event", ""))] == [], (
+        "a request outside /auth/ reached authentik"
+    )
     assert authentik_saw(stack, "/auth/api/v3/core/users/me/"), "authentik's access log shows nothing at all"
 
 

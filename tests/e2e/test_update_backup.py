@@ -65,4 +65,4 @@ def test_apply_backs_up_the_database_and_files_before_the_tag_changes(
         assert "AUTHENTIK_TAG=2026.8.7" in env, "the archived .env must be the one before the update"
         assert "AUTHENTIK_TAG=2026.8.8" in (project / ".env").read_text()
     finally:
-        subprocess.run([*compose, "down", "-v", "--timeout", "5"], cwd=project, check=False, timeout=300)
+        subprocess.run([*compose, "down", "-v", "--timeout", "0"], cwd=project, check=False, timeout=300)

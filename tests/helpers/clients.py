@@ -205,6 +205,20 @@ def json_log(stack: Stack, service: str) -> list[dict[str, Any]]:
     return entries
 
 
+def json_log_through(stack: Stack, service: str, sentinel: str) -> list[dict[str, Any]]:
+    """The service's JSON log once it holds an entry naming `sentinel`: a request the caller sent
+    *after* the ones it asserts on. The stand-in writes its access log in arrival order, in batches,
+    so by then every earlier request that reached it is in the log: a fixed sleep before asserting that
+    something was *not* logged is both slower and, on a loaded machine, no proof."""
+    from tests.helpers.polling import wait_for
+
+    def entries() -> list[dict[str, Any]]:
+        log = json_log(stack, service)
+        return log if any(sentinel in str(entry.get("event", "")) for entry in log) else []
+
+    return wait_for(entries, f"{service} to log the request for {sentinel}", timeout=30, interval=0.2)
+
+
 def nginx_master_pid(stack: Stack) -> int:
     """The master's PID from its pid file (the stand-in and the official image use /run/nginx.pid)."""
     out = stack.exec("nginx", "sh", "-c", "cat /run/nginx.pid 2>/dev/null || cat /var/run/nginx.pid").stdout
