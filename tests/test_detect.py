@@ -351,6 +351,9 @@ WRITTEN_PATHS = {
     ".scaffold/backups": "folder",
     ".scaffold/archives": "folder",
     ".scaffold/smtp-password": "file",
+    ".scaffold/dns-secret": "file",
+    ".scaffold/dns": "folder",
+    ".scaffold/dns/credentials.ini": "file",
 }
 
 
@@ -380,6 +383,7 @@ def test_no_path_scaffold_writes_follows_a_symlink(pristine: Path, tmp_path: Pat
         shutil.rmtree(target)
     else:
         target.unlink(missing_ok=True)
+    target.parent.mkdir(mode=0o700, exist_ok=True)
     target.symlink_to(victim)
     outside, inside = snapshot(elsewhere), snapshot(project)
     for command in (["detect"], ["detect", "--dry-run"], ["hook"]):
