@@ -75,6 +75,24 @@ def check_destination(dest: Path) -> None:
         )
 
 
+def check_dns_secret_given(data: dict[str, str], secret: str | None, *, stored: bool = False) -> None:
+    """The DNS challenge's secret is checked here: scaffold keeps it away from copier, whose question
+    would otherwise refuse it missing. Nothing is written when it is missing or malformed."""
+    from scaffold.answer_rules import problem_with
+
+    if "acme_dns_secret" in data or data.get("acme_challenge") == "dns":
+        problem = problem_with(
+            "acme_dns_secret",
+            secret or "",
+            acme_challenge=data.get("acme_challenge", "dns"),
+            acme_dns_provider=data.get("acme_dns_provider", "rfc2136"),
+            stored=stored,
+        )
+        if problem:
+            message, _, fix = problem.partition(": ")
+            raise UsageError(f"invalid answer 'acme_dns_secret': {message}", hint=fix or None)
+
+
 def check_explicit_subnet(data: dict[str, str]) -> None:
     """Refuse an explicit subnet that collides, before anything is written (when Docker answers).
 
@@ -157,15 +175,21 @@ def create_project(
     check_data_keys(data, template_questions(source))
     check_destination(dest)
     check_explicit_subnet(data)
-    # The SMTP password goes to .env in memory: through copier it would sit in a file copier writes 0644.
+    # Secrets go to .env in memory: through copier they would sit in a file copier writes 0644.
     smtp_password = data.get("smtp_password") or None
-    data = {key: value for key, value in data.items() if key != "smtp_password"}
+    dns_secret = data.get("acme_dns_secret") or None
+    check_dns_secret_given(data, dns_secret)
+    data = {key: value for key, value in data.items() if key not in ("smtp_password", "acme_dns_secret")}
 
     run_copier_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref)
     if smtp_password is not None:
         from scaffold.detect import apply_smtp_password
 
         apply_smtp_password(dest, smtp_password)
+    if dns_secret is not None:
+        from scaffold.detect import apply_dns_secret
+
+        apply_dns_secret(dest, dns_secret)
 
     git(dest, "init", "-q")
     commit_all(dest, "Generate authentik stack with authentik-scaffold")

@@ -29,7 +29,7 @@ from pathlib import Path
 from scaffold import output, template_source
 from scaffold.answer_rules import answer_problems
 from scaffold.answers import Answers, load_answers, public_url_update
-from scaffold.detect import apply_smtp_password, require_unambiguous_env
+from scaffold.detect import apply_dns_secret, apply_smtp_password, require_unambiguous_env
 from scaffold.errors import (
     EXIT_FAILED,
     EXIT_NEEDS_ATTENTION,
@@ -346,9 +346,12 @@ def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
 def run_update_command(opts: UpdateOptions) -> int:
     # The SMTP password goes to .env in memory (apply_smtp_password), never through copier's files.
     smtp_password = opts.data.get("smtp_password") or None
-    opts = replace(opts, data={key: value for key, value in opts.data.items() if key != "smtp_password"})
+    dns_secret = opts.data.get("acme_dns_secret") or None
+    secrets = ("smtp_password", "acme_dns_secret")
+    opts = replace(opts, data={key: value for key, value in opts.data.items() if key not in secrets})
     layout = ProjectLayout(opts.project_dir)
     _require_project(opts.project_dir)
+    _check_dns_secret(opts, dns_secret)
     with exclusive_lock(layout.update_lock_file, timeout=LOCK_WAIT):
         plan = preflight(opts)
         for warning in plan.warnings:
@@ -362,7 +365,24 @@ def run_update_command(opts: UpdateOptions) -> int:
         output.status("ok", f"backup: {backup}")
         output.say(f"      restore with: {restore_command(layout, backup)}")
         attention = _apply_or_restore(opts, plan, layout, backup, smtp_password)
+        if dns_secret is not None:
+            attention = not apply_dns_secret(opts.project_dir, dns_secret) or attention
         return _report(opts, attention, archive)
+
+
+def _check_dns_secret(opts: UpdateOptions, secret: str | None) -> None:
+    """A switch to the DNS challenge needs its secret, given now or already in .env."""
+    from scaffold.answer_rules import dns_secret_stored
+    from scaffold.newproject import check_dns_secret_given
+
+    answers = load_answers(opts.project_dir)
+    data = {
+        "acme_challenge": opts.data.get("acme_challenge", answers.acme_challenge),
+        "acme_dns_provider": opts.data.get("acme_dns_provider", answers.acme_dns_provider),
+    }
+    stored = dns_secret_stored(opts.project_dir, data["acme_dns_provider"])
+    if secret is not None or opts.data.get("acme_challenge") == "dns":
+        check_dns_secret_given(data, secret, stored=stored)
 
 
 def _apply_or_restore(
