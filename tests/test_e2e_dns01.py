@@ -73,6 +73,11 @@ def issued(cert: x509.Certificate) -> bool:
     return "Pebble" in cert.issuer.rfc4514_string()
 
 
+def issued_certificate(stack: Stack) -> x509.Certificate | None:
+    cert = served_certificate(stack)
+    return cert if issued(cert) else None
+
+
 def nginx_master_pid(stack: Stack) -> int:
     return int(
         stack.exec("nginx", "sh", "-c", "cat /run/nginx.pid 2>/dev/null || cat /var/run/nginx.pid").stdout
@@ -205,6 +210,9 @@ def test_doctor_says_the_dns_server_refuses_the_key(dns: DnsStack):
     assert server["status"] == "fail" and "TSIG" in server["message"], server
     credentials = report["tls.dns-credentials"]
     assert credentials["status"] == "ok" and "0600" in credentials["message"], credentials
+    last = report["tls.acme-last-attempt"]
+    assert last["status"] == "fail" and "refused certbot's TSIG key" in last["message"], last
+    assert report["network.port-http"]["status"] == "ok", report["network.port-http"]
     assert dns.wrong_secret not in result.stdout + result.stderr
 
 
@@ -217,7 +225,7 @@ def test_the_corrected_secret_gets_a_wildcard_certificate_served_without_a_resta
     credentials = stack.dir / ".scaffold" / "dns" / "credentials.ini"
     assert dns.secret in credentials.read_text() and credentials.stat().st_mode & 0o777 == 0o600
     cert = wait_for(
-        lambda: (c := served_certificate(stack)) if issued(c) else None,
+        lambda: issued_certificate(stack),
         "a pebble certificate served by nginx",
         timeout=180,
         context=lambda: stack.logs("certbot")[-3000:],
@@ -249,6 +257,8 @@ def test_doctor_is_content_once_the_certificate_is_there(dns: DnsStack):
     result = scaffold("doctor", str(dns.stack.dir), "--json", cwd=dns.stack.dir)
     report = {check["id"]: check for check in json.loads(result.stdout)["checks"]}
     assert report["tls.dns-server"]["status"] == "ok", report["tls.dns-server"]
+    assert report["tls.acme-last-attempt"]["status"] == "ok", report["tls.acme-last-attempt"]
+    assert report["tls.certificate-issued"]["status"] == "ok", report["tls.certificate-issued"]
     names = report["tls.certificate-names"]
     assert names["status"] == "ok" and f"*.{DOMAIN}" in names["message"], names
 

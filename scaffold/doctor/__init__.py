@@ -80,7 +80,7 @@ JSON_SCHEMA: dict[str, Any] = {
 
 def all_checks() -> tuple[Check, ...]:
     """Every check, in report order. Imported here so that `scaffold --help` loads none of them."""
-    from scaffold.doctor import backup, files, network, proxy, stack, tls, trust, versions
+    from scaffold.doctor import acme, backup, files, network, proxy, stack, tls, trust, versions
 
     return (
         *files.CHECKS,
@@ -90,6 +90,7 @@ def all_checks() -> tuple[Check, ...]:
         *versions.CHECKS,
         *network.CHECKS,
         *tls.CHECKS,
+        *acme.CHECKS,
         *stack.CHECKS,
     )
 

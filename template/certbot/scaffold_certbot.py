@@ -350,7 +350,16 @@ def _secret_in_credentials() -> str:
 #: (words in certbot's log, the cause, what to check), first match wins.
 DNS_FAILURES = (
     (
-        ("BADSIG", "BADKEY", "BADTIME", "NOTAUTH", "PeerBadSignature", "PeerBadKey", "bad signature"),
+        (
+            "BADSIG",
+            "BADKEY",
+            "BADTIME",
+            "NOTAUTH",
+            "PeerBadSignature",
+            "PeerBadKey",
+            "didn't like the signature",
+            "didn't know the key",
+        ),
         "the DNS server refused certbot's TSIG key (wrong TSIG secret, key name or algorithm)",
         "CERTBOT_RFC2136_SECRET in .env, acme_rfc2136_key_name and acme_rfc2136_algorithm against the key "
         "on the DNS server; after changing .env run `scaffold detect`",
