@@ -243,15 +243,12 @@ def check_acme_rfc2136_server(value: str, *, acme_dns_provider: str = "rfc2136")
         return
     try:
         ipaddress.ip_address(value)
-        return
     except ValueError:
-        pass
-    if len(value) > 253 or not re.fullmatch(_HOST, value):
         raise AnswerProblem(
-            f"{shown(value)} is neither an IP address nor a host name",
-            "give the address of the DNS server that accepts dynamic updates, e.g. 192.0.2.53 or "
-            "ns1.example.com (its port is acme_rfc2136_port).",
-        )
+            f"{shown(value)} is not an IP address (certbot's rfc2136 plugin takes no host name)",
+            "give the IPv4 or IPv6 address of the DNS server that accepts dynamic updates, e.g. "
+            "192.0.2.53 (its port is acme_rfc2136_port).",
+        ) from None
 
 
 def check_acme_rfc2136_port(value: int, *, acme_dns_provider: str = "rfc2136") -> None:

@@ -228,7 +228,9 @@ def test_the_corrected_secret_gets_a_wildcard_certificate_served_without_a_resta
         lambda: issued_certificate(stack),
         "a pebble certificate served by nginx",
         timeout=180,
-        context=lambda: stack.logs("certbot")[-3000:],
+        context=lambda: (
+            stack.compose("ps", "-a").stdout + stack.logs("pebble")[-1500:] + stack.logs("certbot")[-3000:]
+        ),
     )
     assert names_of(cert) == {DOMAIN, f"*.{DOMAIN}"}
     assert nginx_master_pid(stack) == dns.pid_at_start

@@ -350,6 +350,11 @@ def _secret_in_credentials() -> str:
 #: (words in certbot's log, the cause, what to check), first match wins.
 DNS_FAILURES = (
     (
+        ("HTTPSConnectionPool", "Max retries exceeded with url"),
+        "certbot cannot reach the ACME server (not a DNS problem)",
+        "ACME_SERVER (the acme_server answer), and that certbot's container can reach it (DNS, firewall, proxy)",
+    ),
+    (
         (
             "BADSIG",
             "BADKEY",
@@ -387,7 +392,7 @@ DNS_FAILURES = (
         "that its update policy lets this TSIG key change TXT records of _acme-challenge names in the zone",
     ),
     (
-        ("timed out", "Connection refused", "No route to host", "Name or service not known"),
+        ("timed out", "Connection refused", "No route to host"),
         "the DNS server did not answer",
         "acme_rfc2136_server and acme_rfc2136_port, and that certbot's container can reach that server",
     ),
