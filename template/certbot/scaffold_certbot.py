@@ -352,7 +352,8 @@ DNS_FAILURES = (
     (
         ("HTTPSConnectionPool", "Max retries exceeded with url"),
         "certbot cannot reach the ACME server (not a DNS problem)",
-        "ACME_SERVER (the acme_server answer), and that certbot's container can reach it (DNS, firewall, proxy)",
+        "ACME_SERVER (the acme_server answer), and that certbot's container can reach it (DNS, firewall, "
+        "proxy)",
     ),
     (
         (
