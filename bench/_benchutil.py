@@ -1,7 +1,7 @@
 """Helpers shared by the bench scripts (developer tools, not part of the package).
 
-Each script imports this module first: it puts tests/ on sys.path so that the scripts can reuse the
-test harness (tests/stack.py, tests/standins, tests/templaterepo.py).
+Each script imports this module first: it puts the repository root on sys.path so that the scripts
+can reuse the test harness (tests/helpers/, tests/standins/).
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TESTS = REPO_ROOT / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
-from stack import DOMAIN, Stack, docker  # noqa: E402
+from tests.helpers.stack import DOMAIN, Stack, docker  # noqa: E402
 
 PLACEHOLDER_CN = "scaffold placeholder certificate"  # template/certbot/scaffold_certbot.py
 

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from _benchutil import REPO_ROOT, CouldNotMeasure, log, machine, median, print_table, run_measurement
-from stack import running_stack
+
+from tests.helpers.stack import running_stack
 
 FILL_SQL = (
     "CREATE TABLE bench_rows AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 7) AS body "
@@ -50,7 +51,8 @@ def size_of(path: Path) -> int:
 
 def measure(args: argparse.Namespace) -> int:
     import docker
-    from standins.images import ensure_standin_images
+
+    from tests.standins.images import ensure_standin_images
 
     client = docker.from_env(timeout=600)
     images = ensure_standin_images(client)

@@ -50,7 +50,8 @@ from _benchutil import (
     served_certificate_field,
     wait_for_issued_certificate,
 )
-from stack import DOMAIN, Stack, docker, running_stack
+
+from tests.helpers.stack import DOMAIN, Stack, docker, running_stack
 
 MIB = 1024 * 1024
 DEPLOY_HOOK = "python3 /opt/scaffold/scaffold_certbot.py activate"  # template/certbot/certbot-loop.sh
@@ -154,7 +155,8 @@ def force_renewal(stack: Stack, nginx: str, certbot: str, nginx_ip: str) -> tupl
 
 def measure(args: argparse.Namespace) -> int:
     import docker as docker_sdk
-    from standins.images import ensure_standin_images
+
+    from tests.standins.images import ensure_standin_images
 
     log("stand-in images")
     images = ensure_standin_images(docker_sdk.from_env(timeout=600))

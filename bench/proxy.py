@@ -67,7 +67,8 @@ from _benchutil import (
     shim_pid,
     wait_for_issued_certificate,
 )
-from stack import DOMAIN, Stack, docker, running_stack
+
+from tests.helpers.stack import DOMAIN, Stack, docker, running_stack
 
 WSCLIENT = REPO_ROOT / "tests" / "standins" / "wsclient.py"
 PATH = "/bench/small"
@@ -447,7 +448,8 @@ def ours_volumes(stack: Stack, conf_d: Path, nginx_conf: Path | None = None) -> 
 
 def measure(args: argparse.Namespace) -> int:
     import docker as docker_sdk
-    from standins.images import ensure_standin_images
+
+    from tests.standins.images import ensure_standin_images
 
     log("stand-in images")
     images = ensure_standin_images(docker_sdk.from_env(timeout=600))

@@ -1,7 +1,7 @@
 """Cost of the `scaffold` CLI over plain copier, on a throwaway tagged copy of this template.
 
 The working tree (uncommitted changes included) is copied into a new git repository tagged v1.0.0
-(tests/templaterepo.py `make_template_repo`). Every command then runs through its real console entry
+(tests/helpers/templaterepo.py `make_template_repo`). Every command then runs through its real console entry
 point as a subprocess (the `scaffold` and `copier` scripts next to this Python, not pyenv shims),
 each in a fresh temporary destination. Variants are interleaved run by run (order rotated) after
 one untimed warm-up run each, and each figure is the median of N runs:
@@ -53,7 +53,8 @@ from _benchutil import (
     run_measurement,
     run_timed,
 )
-from templaterepo import edit, make_template_repo, release
+
+from tests.helpers.templaterepo import edit, make_template_repo, release
 
 DATA = ["-d", "domain=sso.example.test", "-d", "acme_email=admin@example.test"]
 

@@ -27,9 +27,11 @@ from scaffold.answer_rules import (
     parse_upstream_proxies,
     problem_with,
 )
+from tests.helpers.answerdata import GOOD_ANSWERS, VALID_TEXT_ANSWERS
 
 #: (question, answer, other answers, words the message must contain)
-_ON_DOMAIN = {"domain": "sso.example.test"}
+from tests.helpers.answerdata import ON_DOMAIN as _ON_DOMAIN
+
 BAD_ANSWERS = [
     ("backup_schedule", "daily\nExecStart=/bin/sh", {}, "not a systemd calendar time"),
     ("backup_schedule", "daily;reboot", {}, "not a systemd calendar time"),
@@ -175,68 +177,6 @@ BAD_NETWORK_ANSWERS = [
     ("upstream_proxies", ":1::", "not an IPv6 address or CIDR"),
 ]
 
-GOOD_ANSWERS = [
-    ("backup_schedule", "off", {}),
-    ("backup_schedule", "daily", {}),
-    ("backup_keep", 1, {"backup_schedule": "daily"}),
-    ("backup_keep", 0, {"backup_schedule": "off"}),
-    ("public_url", "https://sso.example.test", _ON_DOMAIN),
-    ("public_url", "https://sso.example.test:18443", _ON_DOMAIN),
-    ("project_name", "2024", {}),
-    ("project_name", "null", {}),
-    ("project_name", "0x1f", {}),
-    ("domain", "sso.example.com", {}),
-    ("domain", "xn--bcher-kva.example", {}),
-    ("acme_email", "", {}),
-    ("acme_email", "a$PG_PASS@example.test", {}),
-    ("acme_email", "o'brien+acme@example.test", {}),
-    ("acme_accept_no_email", True, {"acme_email": ""}),
-    ("acme_accept_no_email", False, {"acme_email": "a@example.test"}),
-    ("acme_server", "letsencrypt-staging", {}),
-    ("acme_server", "https://pebble:14000/dir", {}),
-    ("acme_server", "https://ca.example.test/acme/acme/directory?x='1'&y=$z", {}),
-    ("authentik_version", "2025.12.0", {}),
-    ("web_path", "/", {}),
-    ("web_path", "/auth/", {}),
-    ("web_path", "/a.b~c/d_e/", {}),
-    ("proxy_subnet", "auto", {}),
-    ("proxy_subnet", "10.203.7.0/28", {}),
-    ("proxy_subnet", "192.168.0.0/16", {}),
-    ("proxy_subnet_v6", "auto", {"enable_ipv6": True}),
-    ("proxy_subnet_v6", "FD12:3456:789A:1::/64", {"enable_ipv6": True}),
-    ("proxy_subnet_v6", "anything: IPv6 is off", {"enable_ipv6": False}),
-    ("upstream_proxies", "", {}),
-    ("upstream_proxies", " 192.0.2.10,2001:DB8::/48\n Cloudflare ,, 198.51.100.0/24 ", {}),
-    ("upstream_proxies", "::ffff:192.0.2.1", {}),
-    ("https_port", 8443, {"http_port": 8080}),
-    ("https_port", 443, {"http_port": 0}),
-    ("http_port", 0, {"acme_challenge": "dns"}),
-    ("acme_challenge", "dns", {}),
-    ("acme_dns_provider", "cloudflare", {}),
-    ("acme_dns_provider", "anything", {"acme_challenge": "http"}),
-    ("acme_wildcard", True, {"acme_challenge": "dns"}),
-    ("acme_wildcard", False, {"acme_challenge": "http"}),
-    ("acme_dns_propagation_seconds", 0, {}),
-    ("acme_rfc2136_server", "192.0.2.53", {}),
-    ("acme_rfc2136_server", "2001:db8::53", {}),
-    ("acme_rfc2136_server", "", {"acme_dns_provider": "cloudflare"}),
-    ("acme_rfc2136_key_name", "certbot.", {}),
-    ("acme_rfc2136_algorithm", "hmac-sha256", {}),
-    ("acme_dns_secret", "", {"acme_dns_provider": "rfc2136", "stored": True}),
-    ("acme_dns_secret", "", {"acme_challenge": "http"}),
-    ("acme_dns_secret", "c2VjcmV0LXRzaWcta2V5LWJ5dGVz", {}),
-    ("acme_dns_secret", "Abc_def-1234567890abcdefghijklmnopqrstuv", {"acme_dns_provider": "cloudflare"}),
-    ("smtp_host", "smtp.example.com", {}),
-    ("smtp_host", "192.0.2.25", {}),
-    ("smtp_host", "bad host", {"smtp_enabled": False}),
-    ("smtp_username", "DOMAIN\\mailer 'x' #1 $y", {}),
-    ("smtp_password", "  s3cret 'quoted' #pass $x\\y  ", {}),
-    ("smtp_from", "authentik@example.com", {}),
-    ("smtp_from", "authentik <authentik@example.com>", {}),
-    ("smtp_from", '"Doe, Jane" <jane@example.com>', {}),
-    ("smtp_from", "O'Brien IT<it@example.com>", {}),
-]
-
 
 @pytest.mark.parametrize(("question", "answer", "others", "words"), BAD_ANSWERS)
 def test_bad_answer_is_refused_with_what_is_wrong_and_the_fix(question, answer, others, words):
@@ -292,29 +232,6 @@ def test_answers_of_a_disabled_feature_are_not_checked():
 
 # --- Item 6: whole-string matching everywhere ---------------------------------------------------
 
-VALID_TEXT_ANSWERS = {
-    "project_name": "authentik",
-    "domain": "sso.example.test",
-    "acme_email": "admin@example.test",
-    "acme_server": "https://acme.example.test/dir",
-    "authentik_version": "2026.8.7",
-    "web_path": "/auth/",
-    "proxy_subnet": "10.203.7.0/28",
-    "proxy_subnet_v6": "fd12:3456:789a:1::/64",
-    "upstream_proxies": "192.0.2.10",
-    "smtp_host": "smtp.example.test",
-    "smtp_username": "mailer",
-    "smtp_password": "secret",
-    "smtp_from": "authentik <authentik@example.test>",
-    "public_url": "https://sso.example.test:8443",
-    "backup_schedule": "*-*-* 03:30",
-    "acme_challenge": "dns",
-    "acme_dns_provider": "rfc2136",
-    "acme_rfc2136_server": "192.0.2.53",
-    "acme_rfc2136_key_name": "certbot.",
-    "acme_rfc2136_algorithm": "HMAC-SHA512",
-    "acme_dns_secret": "c2VjcmV0LXRzaWc=",
-}
 #: The other answers a text rule depends on, for the examples above.
 TEXT_ANSWER_CONTEXT = {"public_url": {"domain": "sso.example.test"}}
 #: Separators: the answer is a list, a line break there is one more comma.

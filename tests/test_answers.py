@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import yaml
-from stack import REPO_ROOT
 
 from scaffold.answers import ANSWER_TYPES, Answers
+from tests.helpers.stack import REPO_ROOT
 
 COPIER_TYPES = {"str": str, "bool": bool, "int": int}
 #: Not answers of a question: where the answers came from, and the file as read.

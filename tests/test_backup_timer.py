@@ -2,7 +2,7 @@
 
 Rendered only when asked for; checked by systemd's own parser (`systemd-analyze verify`), and a
 schedule that could smuggle other directives into the unit is refused at the question.
-(The command the unit runs is run for real in tests/test_e2e_backup.py.)
+(The command the unit runs is run for real in tests/e2e/test_e2e_backup.py.)
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require
-from stack import generate
+
+from tests.helpers.requirements import require
+from tests.helpers.stack import generate
 
 UNITS = ("scaffold-backup@.service", "scaffold-backup@.timer")
 

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from stack import REPO_ROOT
-from test_doctor import make_cert
+
+from tests.helpers.doctorrun import make_cert
+from tests.helpers.stack import REPO_ROOT
 
 HELPER = REPO_ROOT / "template" / "certbot" / "scaffold_certbot.py"
 DOMAIN = "sso.example.test"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
-from stack import generate
 
 from scaffold.dbupgrade import switch_compose
 from scaffold.errors import ProjectError
+from tests.helpers.stack import generate
 
 
 @pytest.fixture(scope="module")

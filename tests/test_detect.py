@@ -18,14 +18,14 @@ from pathlib import Path
 
 import copier
 import pytest
-from conftest import require
 from dotenv import dotenv_values
-from stack import REPO_ROOT, docker, generate, unique_name
-from templaterepo import make_template_repo
 
 from scaffold.cli import main
 from scaffold.envfile import EnvDocument
 from scaffold.subnets import choose_free, trusted_cidrs, trusted_ranges, v4_candidates, v6_candidates
+from tests.helpers.requirements import require
+from tests.helpers.stack import REPO_ROOT, docker, generate, unique_name
+from tests.helpers.templaterepo import make_template_repo
 
 TRUSTED = "AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"
 

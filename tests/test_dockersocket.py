@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stack import REPO_ROOT, docker, generate, unique_name
 
 from scaffold.dockerapi import COMPOSE_PROJECT_LABEL, COMPOSE_VOLUME_LABEL, DockerAPI, connect
 from scaffold.dockersocket import DEFAULT_SOCKET, DockerSocketError, SocketClient, local_socket_path
 from scaffold.errors import DockerUnavailable
+from tests.helpers.stack import REPO_ROOT, docker, generate, unique_name
 
 
 def config_dir(tmp_path: Path, config: str | None) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """doctor's `stack.public-url` judgement and the public URL of projects from before the question.
 
-Pure functions, no Docker: the live check runs on the router stack in test_e2e_public_url.py.
+Pure functions, no Docker: the live check runs on the router stack in tests/e2e/test_e2e_public_url.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_doctor import DOMAIN, offline_context
 
 from scaffold.dockerapi import DockerContainer
 from scaffold.doctor.core import Context
@@ -31,6 +30,7 @@ from scaffold.doctor.stack.clientaddr import (
     parse_address,
 )
 from scaffold.doctor.upstream import directives, parse_upstream_proxies
+from tests.helpers.doctorrun import DOMAIN, offline_context
 
 REPO = Path(__file__).resolve().parents[1]
 net = ipaddress.ip_network
@@ -323,9 +323,8 @@ def test_trusted_upstream_includes_cloudflares_ranges_from_the_project(tmp_path:
     ],
 )
 def test_rendered_projects_pass(tmp_path: Path, answer: str, expected: str) -> None:
-    from stack import generate
-
     from scaffold.answers import load_answers
+    from tests.helpers.stack import generate
 
     root = generate(
         tmp_path / "proj", {"project_name": "realip", "upstream_proxies": answer}, skip_tasks=True

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_doctor import DOMAIN, SECRETS, env_text, make_cert, offline_context
 
 from scaffold.dockerapi import DockerContainer
 from scaffold.doctor.core import Context, normalize_web_path
@@ -23,6 +22,7 @@ from scaffold.doctor.stack import flow as doctor_flow
 from scaffold.doctor.stack import services as doctor_stack
 from scaffold.doctor.stack.flow import Hop, check_login_flow, judge_login_flow, next_path, walk
 from scaffold.doctor.stack.services import check_env_applied, check_websocket, compose_web_path
+from tests.helpers.doctorrun import DOMAIN, SECRETS, env_text, make_cert, offline_context
 
 ORIGIN = DOMAIN
 FLOW = "/auth/if/flow/default-authentication-flow/?next=%2Fauth%2Fif%2Fuser%2F"

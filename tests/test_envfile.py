@@ -13,16 +13,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose_available, require
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from privileges import as_unprivileged_user
 
 from scaffold import composeenv
 from scaffold.envfile import EnvDocument, EnvProblem
 from scaffold.errors import EnvFileError
+from tests.helpers.privileges import as_unprivileged_user
+from tests.helpers.requirements import compose_available, require
 
 
 def dotenv_reads(text: str) -> dict[str, str | None]:

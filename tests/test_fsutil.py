@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from privileges import as_unprivileged_user
 
 from scaffold import fsutil
 from scaffold.errors import EnvFileError, ScaffoldError
@@ -26,6 +25,7 @@ from scaffold.fsutil import (
     remove_stale_temp_files,
     timestamp_label,
 )
+from tests.helpers.privileges import as_unprivileged_user
 
 REPO = Path(__file__).resolve().parents[1]
 IS_ROOT = os.geteuid() == 0

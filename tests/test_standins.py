@@ -27,17 +27,18 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 from docker.models.volumes import Volume
-from polling import wait_for
-from standins.authentik.csrf import origin_refusal
-from standins.authentik.server import App, serve
-from standins.authentik.trust import (
+
+from tests.helpers.polling import wait_for
+from tests.standins.authentik.csrf import origin_refusal
+from tests.standins.authentik.server import App, serve
+from tests.standins.authentik.trust import (
     DEFAULT_TRUSTED_PROXY_CIDRS,
     TrustPolicy,
     parse_ip,
     parse_trusted_cidrs,
 )
-from standins.authentik.websocket import EchoSession, handshake_accept
-from standins.images import StandinImages, ensure_standin_images
+from tests.standins.authentik.websocket import EchoSession, handshake_accept
+from tests.standins.images import StandinImages, ensure_standin_images
 
 WSCLIENT = Path(__file__).parent / "standins" / "wsclient.py"
 Files = dict[str, tuple[str | bytes, int]]  # path in the container -> (content, mode)
@@ -199,7 +200,7 @@ def local_server() -> Iterator[int]:
     holder: dict[str, int] = {}
 
     async def start() -> None:
-        from standins.authentik.log import AccessLog
+        from tests.standins.authentik.log import AccessLog
 
         app = App(policy(), AccessLog(interval=60))
         servers = await serve(app, [("127.0.0.1", 0)], [], ssl.create_default_context())
@@ -721,7 +722,7 @@ def test_authentik_serves_only_under_its_web_path(
     assert answer("/auth/if/user/") == f"302 {flow}"
     page = exec_ok(client_box, "curl", "-sS", "--fail", flow)
     assert '<ak-flow-executor flowSlug="default-authentication-flow">' in page
-    # its script (which tests/test_e2e_browser.py runs in chromium) posts under the web path too
+    # its script (which tests/e2e/test_e2e_browser.py runs in chromium) posts under the web path too
     assert 'fetch("/auth/api/v3/flows/executor/default-authentication-flow/"' in page
     assert echo(client_box, "http://ak-path:9000/auth/api/v3/x/")["path"] == "/auth/api/v3/x/"
 

@@ -23,10 +23,10 @@ import yaml
 from dotenv import dotenv_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stack import REPO_ROOT
-from test_answer_rules import GOOD_ANSWERS, VALID_TEXT_ANSWERS
 
 from scaffold.answer_rules import RULES, acme_directory_url, parse_upstream_proxies, problem_with
+from tests.helpers.answerdata import GOOD_ANSWERS, VALID_TEXT_ANSWERS
+from tests.helpers.stack import REPO_ROOT
 
 QUESTIONS = {
     name: spec

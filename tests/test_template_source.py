@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from stack import REPO_ROOT
 
 from scaffold import template_source
 from scaffold.answer_rules import problem_with
@@ -28,6 +27,7 @@ from scaffold.errors import EXIT_CODES, GitError, TemplateError
 from scaffold.gitutil import git
 from scaffold.releases import KNOWN_LINES, OLDEST_SUPPORTED, is_known_line, is_supported, parse_version
 from scaffold.update import _target_ref
+from tests.helpers.stack import REPO_ROOT
 
 
 @pytest.mark.parametrize(

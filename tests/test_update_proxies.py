@@ -8,25 +8,19 @@ previous release (which did not ask these questions) updates to this one without
 
 from __future__ import annotations
 
-import gzip
 import ipaddress
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
-from templaterepo import edit, git, make_template_repo, release
-from test_update import commit, new_project, snapshot, user_edits
 
 from scaffold.cli import main
 from scaffold.subnets import trusted_cidrs, trusted_ranges
+from tests.helpers.projects import commit, new_project, snapshot, user_edits
+from tests.helpers.templaterepo import edit, git, make_template_repo, previous_release_repo, release
 
 RANGES = "template/nginx/snippets/cloudflare-ranges.conf"
-# The last release without web_path / upstream_proxies, as `git archive v1.0.0 copier.yml template
-# scaffold pyproject.toml | gzip -n -9` (what copier needs to render it and run its tasks).
-PREVIOUS_RELEASE_ARCHIVE = Path(__file__).parent / "fixtures" / "release-v1.0.0.tar.gz"
-PREVIOUS_RELEASE_COMMIT = "d54be653baf65d7e7959bed1648327c4aa12d37a"
 
 
 @pytest.fixture
@@ -125,33 +119,13 @@ def test_bad_new_answer_on_update_is_refused_and_changes_nothing(
     assert snapshot(project) == before
 
 
-def _previous_release_repo(dest: Path) -> Path:
-    """A template repository whose v1.0.0 is the published release v1.0.0, from the test fixture.
-
-    The fixture is `git archive` of that tag, so the test needs neither the tag nor the history
-    in the clone it runs from (CI's clone has no tags). The archive names its commit.
-    """
-    archive = gzip.decompress(PREVIOUS_RELEASE_ARCHIVE.read_bytes())
-    commit_id = (
-        subprocess.run(["git", "get-tar-commit-id"], input=archive, capture_output=True, check=True)
-        .stdout.decode()
-        .strip()
-    )
-    assert commit_id == PREVIOUS_RELEASE_COMMIT, f"{PREVIOUS_RELEASE_ARCHIVE.name} is not release v1.0.0"
-    dest.mkdir()
-    subprocess.run(["tar", "-x"], cwd=dest, input=archive, check=True)
-    git(dest, "init", "-q")
-    release(dest, "v1.0.0")
-    return dest
-
-
 def test_previous_release_updates_to_this_one_without_conflicts(tmp_path: Path, capsys) -> None:
     """A project of the last release gets the new files and defaults; nothing else of it changes.
 
     It publishes HTTPS on 8443, so its browsers open https://DOMAIN:8443: the new public_url answer
     defaults to exactly that, and authentik's base URL and the HTTP redirect stay as they were.
     """
-    repo = _previous_release_repo(tmp_path / "template")
+    repo = previous_release_repo(tmp_path / "template")
     project = new_project(tmp_path / "sso", repo, "https_port=8443")
     user_edits(project)
     base_url = "AUTHENTIK_WEB__BASE_URL: https://sso.example.test:8443\n"

@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require
 from dotenv import dotenv_values
-from templaterepo import edit, git, make_template_repo
-from test_update import MIGRATION, commit, new_project, publish_v2, snapshot
 
 from scaffold.cli import main
+from tests.helpers.projects import MIGRATION, commit, new_project, publish_v2, snapshot
+from tests.helpers.requirements import require
+from tests.helpers.templaterepo import edit, git, make_template_repo
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from stack import REPO_ROOT
 
 from scaffold.answers import load_answers
 from scaffold.errors import ProjectError
 from scaffold.template_source import template_questions
+from tests.helpers.stack import REPO_ROOT
 
 ANSWERS = """\
 # Changes here will be overwritten by Copier

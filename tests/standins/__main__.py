@@ -1,4 +1,4 @@
-"""`python -m standins` (with tests/ on sys.path): build the stand-in images and print timings/sizes.
+"""`python -m tests.standins` (from the repository root): build the stand-in images and print timings/sizes.
 
 Used to measure cold and warm builds outside pytest.
 """

@@ -13,11 +13,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from stack import OVERRIDE, unique_name, write_override
-from templaterepo import git, make_template_repo
-from test_update import commit, new_project, snapshot
 
 from scaffold.cli import main
+from tests.helpers.projects import commit, new_project, snapshot
+from tests.helpers.stack import OVERRIDE, unique_name, write_override
+from tests.helpers.templaterepo import git, make_template_repo
 
 pytestmark = pytest.mark.docker
 

@@ -29,9 +29,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from polling import wait_for
-from stack import DOMAIN, OVERRIDE, REPO_ROOT, Stack, docker, running_stack, unique_name
-from test_e2e_stack import LOAD_LOOP, served_certificate
+
+from tests.helpers.clients import LOAD_LOOP, served_certificate
+from tests.helpers.polling import wait_for
+from tests.helpers.stack import DOMAIN, OVERRIDE, REPO_ROOT, Stack, docker, running_stack, unique_name
 
 pytestmark = pytest.mark.docker
 

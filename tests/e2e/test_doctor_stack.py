@@ -15,62 +15,27 @@ import contextlib
 import datetime as dt
 import io
 import ipaddress
-import json
 import os
 import re
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from polling import wait_for
-from stack import DOMAIN, Stack, running_stack
-from test_doctor import assert_valid_report, make_cert
 
 from scaffold.cli import main as cli_main
 from scaffold.doctor.probes import fetch_served_certificate
 from scaffold.doctor.tls import PLACEHOLDER_SUBJECT, cert_info
 from scaffold.subnets import trusted_cidrs, trusted_ranges
+from tests.helpers.doctorrun import Doctor, make_cert, secrets_of
+from tests.helpers.polling import wait_for
+from tests.helpers.stack import DOMAIN, Stack, running_stack
 
 pytestmark = pytest.mark.docker
 
 SERVICES = ("postgresql", "server", "worker", "nginx", "certbot")
 CURRENT = Path("letsencrypt/scaffold/current")
-
-
-class Doctor:
-    """One doctor run through the real CLI, parsed."""
-
-    def __init__(self, project: Path, *args: str, secrets: tuple[str, ...]) -> None:
-        out, err = io.StringIO(), io.StringIO()
-        started = time.monotonic()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            self.code = cli_main(["doctor", str(project), "--json", *args])
-        self.seconds = time.monotonic() - started
-        self.raw = out.getvalue() + err.getvalue()
-        for secret in secrets:  # never, in any run
-            assert secret not in self.raw
-        self.document: dict[str, Any] = json.loads(out.getvalue())
-        assert_valid_report(self.document)
-        assert self.code == self.document["exit_code"]
-        self.checks = {c["id"]: c for c in self.document["checks"]}
-
-    def status(self, check_id: str) -> str:
-        return self.checks[check_id]["status"]
-
-    def with_status(self, status: str) -> set[str]:
-        return {check_id for check_id, c in self.checks.items() if c["status"] == status}
-
-    def __repr__(self) -> str:
-        lines = [f"{c['status']:5} {c['id']}: {c['message']} | fix: {c['fix']}" for c in self.checks.values()]
-        return "\n".join(["", *lines])
-
-
-def secrets_of(stack: Stack) -> tuple[str, ...]:
-    env = stack.env()
-    return tuple(v for k in ("PG_PASS", "AUTHENTIK_SECRET_KEY") if (v := env.get(k)))
 
 
 def served(stack: Stack) -> Any:

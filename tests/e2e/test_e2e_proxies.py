@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import LOGIN
-from polling import wait_for
-from stack import DOMAIN, OVERRIDE, Stack, running_stack, unique_name
-from stack import docker as docker_cli
-from test_doctor_stack import Doctor, secrets_of
-from test_e2e_stack import WSCLIENT, common_name, curl, json_log, run_client_script, served_certificate
+
+from tests.helpers.browser import LOGIN
+from tests.helpers.clients import WSCLIENT, common_name, curl, json_log, run_client_script, served_certificate
+from tests.helpers.doctorrun import Doctor, secrets_of
+from tests.helpers.polling import wait_for
+from tests.helpers.stack import DOMAIN, OVERRIDE, Stack, running_stack, unique_name
+from tests.helpers.stack import docker as docker_cli
 
 pytestmark = pytest.mark.docker
 
@@ -36,7 +37,7 @@ FORGED = "203.0.113.77"
 # ranges file (TEST-NET-2, 198.51.100.0/24) in for the template's cloudflare-ranges.conf and puts the
 # edge network inside that documentation range, so nginx sees its proxy connect from a "Cloudflare"
 # address that routes nowhere.
-TEST_CLOUDFLARE_RANGES = Path(__file__).parent / "fixtures" / "cloudflare-ranges.test.conf"
+TEST_CLOUDFLARE_RANGES = Path(__file__).resolve().parents[1] / "fixtures" / "cloudflare-ranges.test.conf"
 TEST_CLOUDFLARE_RANGE = ipaddress.ip_network("198.51.100.0/24")
 
 

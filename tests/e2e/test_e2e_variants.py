@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polling import wait_for
-from stack import DOMAIN, Stack, running_stack, unique_name
-from stack import docker as docker_cli
-from test_e2e_stack import curl, upstream_sockets
 
 from scaffold.subnets import trusted_cidrs, trusted_ranges
+from tests.helpers.clients import curl, upstream_sockets
+from tests.helpers.polling import wait_for
+from tests.helpers.stack import DOMAIN, Stack, running_stack, unique_name
+from tests.helpers.stack import docker as docker_cli
 
 pytestmark = pytest.mark.docker
 

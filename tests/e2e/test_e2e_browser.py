@@ -21,10 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import wait_until_served
-from conftest import require
-from polling import wait_for
-from stack import DOMAIN, Stack, running_stack
+
+from tests.helpers.browser import wait_until_served
+from tests.helpers.polling import wait_for
+from tests.helpers.requirements import require
+from tests.helpers.stack import DOMAIN, Stack, running_stack
 
 pytestmark = pytest.mark.docker
 

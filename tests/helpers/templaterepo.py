@@ -6,11 +6,12 @@ test then changes files and tags v2.0.0, exactly as a maintainer would publish a
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import subprocess
 from pathlib import Path
 
-from stack import REPO_ROOT
+from tests.helpers.stack import REPO_ROOT
 
 IDENTITY = ["-c", "user.name=test", "-c", "user.email=test@example.test"]
 
@@ -70,3 +71,29 @@ def add_migration(repo: Path, name: str, version: str, body: str) -> None:
         "      PYTHONPATH={{ _copier_conf.src_path | quote }} {{ _copier_python | quote }}\n"
         f"      -P -m scaffold migrate {name}",
     )
+
+
+# The last release without web_path / upstream_proxies, as `git archive v1.0.0 copier.yml template
+# scaffold pyproject.toml | gzip -n -9` (what copier needs to render it and run its tasks).
+PREVIOUS_RELEASE_ARCHIVE = Path(__file__).resolve().parents[1] / "fixtures" / "release-v1.0.0.tar.gz"
+PREVIOUS_RELEASE_COMMIT = "d54be653baf65d7e7959bed1648327c4aa12d37a"
+
+
+def previous_release_repo(dest: Path) -> Path:
+    """A template repository whose v1.0.0 is the published release v1.0.0, from the test fixture.
+
+    The fixture is `git archive` of that tag, so the test needs neither the tag nor the history
+    in the clone it runs from (CI's clone has no tags). The archive names its commit.
+    """
+    archive = gzip.decompress(PREVIOUS_RELEASE_ARCHIVE.read_bytes())
+    commit_id = (
+        subprocess.run(["git", "get-tar-commit-id"], input=archive, capture_output=True, check=True)
+        .stdout.decode()
+        .strip()
+    )
+    assert commit_id == PREVIOUS_RELEASE_COMMIT, f"{PREVIOUS_RELEASE_ARCHIVE.name} is not release v1.0.0"
+    dest.mkdir()
+    subprocess.run(["tar", "-x"], cwd=dest, input=archive, check=True)
+    git(dest, "init", "-q")
+    release(dest, "v1.0.0")
+    return dest

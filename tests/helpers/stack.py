@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "sso.example.test"
 PEBBLE_DIRECTORY = "https://pebble:14000/dir"
 OVERRIDE = "compose.test.yaml"

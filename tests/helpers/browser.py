@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from polling import wait_for
-from stack import DOMAIN, Stack
+from tests.helpers.polling import wait_for
+from tests.helpers.stack import DOMAIN, Stack
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 LOGIN = "/api/v3/flows/executor/default-authentication-flow/?query=next%3D%252Fif%252Fuser%252F"

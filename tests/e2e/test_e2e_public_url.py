@@ -17,10 +17,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from browser import login, published_request, wait_until_served, walk
-from stack import DOMAIN, Stack, running_stack, unique_name
-from test_doctor_stack import Doctor, secrets_of
-from test_e2e_stack import curl, json_log
+
+from tests.helpers.browser import login, published_request, wait_until_served, walk
+from tests.helpers.clients import curl, json_log
+from tests.helpers.doctorrun import Doctor, secrets_of
+from tests.helpers.stack import DOMAIN, Stack, running_stack, unique_name
 
 pytestmark = pytest.mark.docker
 

@@ -1,0 +1,48 @@
+"""What a test needs from the machine, and what happens when it is missing.
+
+Locally a missing tool skips the test; with `CI=true` it FAILS it, because CI promises the tool
+and a skipped test proves nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@functools.cache
+def docker_problem() -> str | None:
+    """Why the daemon cannot be used, or None when it answers a ping."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.close()
+    except Exception as exc:  # any failure means "no usable daemon"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def require(available: bool, what: str) -> None:
+    """Skip locally when a tool the test needs is missing; in CI, where it is promised, fail."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true but {what}", pytrace=False)
+    pytest.skip(what)
+
+
+def compose_available() -> bool:
+    import shutil
+    import subprocess
+
+    return shutil.which("docker") is not None and (
+        subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+    )
