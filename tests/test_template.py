@@ -581,3 +581,27 @@ def test_copier_cli_from_a_clean_clone_as_the_readme_says(tmp_path: Path):
     env = dotenv_values(dest / ".env")
     assert env["PG_PASS"] and env["PG_PASS"] not in result.stdout + result.stderr
     assert f"_src_path: {clone}" in (dest / ".copier-answers.yml").read_text()
+
+
+def test_plain_copier_keeps_the_dns_secret_out_of_its_output_and_the_answers_file(tmp_path: Path):
+    """Issue 17: with plain copier the secret passes through the hand-off file, never through output."""
+    secret = "c2VjcmV0LWZvci1jb3BpZXItb25seQ=="
+    dest = tmp_path / "stack"
+    data = {
+        "domain": DOMAIN,
+        "acme_email": "admin@example.test",
+        "acme_challenge": "dns",
+        "acme_rfc2136_server": "192.0.2.53",
+        "acme_rfc2136_key_name": "certbot.",
+        "acme_dns_secret": secret,
+    }
+    argv = ["copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD"]
+    for key, value in data.items():
+        argv += ["--data", f"{key}={value}"]
+    result = subprocess.run([*argv, str(REPO_ROOT), str(dest)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout + result.stderr
+    assert dotenv_values(dest / ".env")["CERTBOT_RFC2136_SECRET"] == secret
+    assert secret not in (dest / ".copier-answers.yml").read_text()
+    assert not (dest / ".scaffold" / "dns-secret").exists()
+    assert (dest / ".scaffold").stat().st_mode & 0o777 == 0o700
