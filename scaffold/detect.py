@@ -38,6 +38,9 @@ NETWORK_COMMENT = (
     "Managed by scaffold from Docker's view of the proxy network (see .env.example); "
     "end a line with `# pinned` to set it yourself."
 )
+#: Set (to "1", never to the secret) by `scaffold new` while copier runs the hook: the DNS secret it
+#: holds in memory reaches .env right after, so its absence is not a problem to report yet.
+DNS_SECRET_PENDING = "SCAFFOLD_DNS_SECRET_PENDING"
 #: How messages name a secret given now (never its value).
 _SECRET_WORDS = {envkeys.SMTP_PASSWORD: "SMTP password"}
 UNVERIFIED = "unverified: Docker was unreachable; run `scaffold detect`"
@@ -271,7 +274,9 @@ def _sync_dns_credentials(
         layout.state_dir.mkdir(mode=0o700)
     result = sync_credentials(layout.root, answers, env.get(key) if key else None)
     shown = result.path.relative_to(layout.root)
-    if result.problem:
+    if result.problem and os.environ.get(DNS_SECRET_PENDING) == "1":
+        report.notes.append(f"{shown}: written once the secret given to scaffold is in .env")
+    elif result.problem:
         report.errors.append(result.problem)
     elif result.action == "written":
         report.notes.append(f"{shown}: written for certbot's {answers.acme_dns_provider} plugin (mode 0600)")
@@ -315,7 +320,9 @@ def apply_smtp_password(project_dir: Path, password: str) -> bool:
 
 def apply_dns_secret(project_dir: Path, secret: str) -> bool:
     """Put the DNS provider's secret given to `scaffold new`/`update` into `.env` and certbot's credentials
-    file, in memory (copier never sees it); True if ok. Prints what happened (never the value)."""
+    file, in memory (copier never sees it); True if ok. Prints what happened (never the value).
+
+    The answers must already say `acme_challenge=dns` (after copier ran)."""
     answers = load_answers(project_dir)
     if not answers.dns_challenge:
         output.status("warn", "acme_dns_secret was not used: it applies only with acme_challenge=dns")
@@ -323,6 +330,27 @@ def apply_dns_secret(project_dir: Path, secret: str) -> bool:
     report = run_detect(project_dir, dns_secret=secret)
     output.print_detect_report(report, stream=sys.stdout)
     return report.ok
+
+
+def store_secret(project_dir: Path, key: str, value: str) -> None:
+    """Put one secret into `.env` as given (a backup first when it changes), before copier runs.
+
+    `scaffold update` uses it for the DNS secret, so that the detection after copier finds it and writes
+    certbot's credentials file; the update's own backup puts `.env` back if the update fails.
+    """
+    layout = ProjectLayout(project_dir)
+    for path in layout.scaffold_paths():
+        refuse_symlink(path)
+    with exclusive_lock(layout.lock_file):
+        env = EnvDocument.load(layout.env_file)
+        require_unambiguous_env(project_dir)
+        if env.get(key) == value:
+            return
+        env.set(key, value)
+        if layout.env_file.exists():
+            backup_file(layout.env_file, layout.backups_dir, label="env")
+        atomic_write_text(layout.env_file, env.render(), mode=0o600)
+    output.status("ok", f"{key}: set in .env (value not shown)")
 
 
 def _ambiguity_summary(blocking: list[EnvProblem]) -> str:

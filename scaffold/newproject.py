@@ -8,8 +8,11 @@ only update a clean git work tree.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from scaffold import output
@@ -73,6 +76,21 @@ def check_destination(dest: Path) -> None:
             f"{dest} already exists and is not an empty folder",
             hint="choose a new folder; to change an existing stack use `scaffold update` in it",
         )
+
+
+@contextlib.contextmanager
+def _dns_secret_pending(pending: bool) -> Iterator[None]:
+    """Tell copier's hook that the DNS secret follows (a flag: the secret itself stays in memory here)."""
+    from scaffold.detect import DNS_SECRET_PENDING
+
+    if not pending:
+        yield
+        return
+    os.environ[DNS_SECRET_PENDING] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(DNS_SECRET_PENDING, None)
 
 
 def check_dns_secret_given(data: dict[str, str], secret: str | None, *, stored: bool = False) -> None:
@@ -178,10 +196,12 @@ def create_project(
     # Secrets go to .env in memory: through copier they would sit in a file copier writes 0644.
     smtp_password = data.get("smtp_password") or None
     dns_secret = data.get("acme_dns_secret") or None
-    check_dns_secret_given(data, dns_secret)
+    if defaults or dns_secret:  # else copier asks for it, without echo
+        check_dns_secret_given(data, dns_secret)
     data = {key: value for key, value in data.items() if key not in ("smtp_password", "acme_dns_secret")}
 
-    run_copier_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref)
+    with _dns_secret_pending(dns_secret is not None):
+        run_copier_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref)
     if smtp_password is not None:
         from scaffold.detect import apply_smtp_password
 

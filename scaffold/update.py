@@ -29,7 +29,7 @@ from pathlib import Path
 from scaffold import output, template_source
 from scaffold.answer_rules import answer_problems
 from scaffold.answers import Answers, load_answers, public_url_update
-from scaffold.detect import apply_dns_secret, apply_smtp_password, require_unambiguous_env
+from scaffold.detect import apply_smtp_password, require_unambiguous_env
 from scaffold.errors import (
     EXIT_FAILED,
     EXIT_NEEDS_ATTENTION,
@@ -364,10 +364,17 @@ def run_update_command(opts: UpdateOptions) -> int:
         backup = _backup(layout)
         output.status("ok", f"backup: {backup}")
         output.say(f"      restore with: {restore_command(layout, backup)}")
-        attention = _apply_or_restore(opts, plan, layout, backup, smtp_password)
-        if dns_secret is not None:
-            attention = not apply_dns_secret(opts.project_dir, dns_secret) or attention
+        attention = _apply_or_restore(opts, plan, layout, backup, smtp_password, dns_secret)
         return _report(opts, attention, archive)
+
+
+def _store_dns_secret(opts: UpdateOptions, secret: str) -> None:
+    from scaffold.answer_rules import DNS_PROVIDERS
+    from scaffold.detect import store_secret
+
+    provider = opts.data.get("acme_dns_provider", load_answers(opts.project_dir).acme_dns_provider)
+    if provider in DNS_PROVIDERS:  # else copier refuses the provider, and nothing is kept
+        store_secret(opts.project_dir, DNS_PROVIDERS[provider].env_key, secret)
 
 
 def _check_dns_secret(opts: UpdateOptions, secret: str | None) -> None:
@@ -386,13 +393,21 @@ def _check_dns_secret(opts: UpdateOptions, secret: str | None) -> None:
 
 
 def _apply_or_restore(
-    opts: UpdateOptions, plan: UpdatePlan, layout: ProjectLayout, backup: Path, smtp_password: str | None
+    opts: UpdateOptions,
+    plan: UpdatePlan,
+    layout: ProjectLayout,
+    backup: Path,
+    smtp_password: str | None,
+    dns_secret: str | None = None,
 ) -> bool:
     """copier update, the detection and a new SMTP password; on any failure, put the backup back.
 
+    A DNS secret goes into .env first, so that the detection writes certbot's credentials file from it.
     Returns True when the detection found something to fix.
     """
     try:
+        if dns_secret is not None:
+            _store_dns_secret(opts, dns_secret)
         _run_copier_update(opts.project_dir, plan, opts.conflict)
         attention = run_template_detect(opts.project_dir) != 0
         if smtp_password is not None:
