@@ -198,6 +198,8 @@ DNS_PROVIDERS = {
     ),
 }
 ACME_CHALLENGES = ("http", "dns")
+#: Folder prefixes of copier's temporary renders during an update (scaffold/hook.py skips them too).
+COPIER_REPLICAS = ("copier._main.old_copy.", "copier._main.new_copy.")
 #: The TSIG algorithms certbot's rfc2136 plugin accepts.
 TSIG_ALGORITHMS = ("HMAC-MD5", "HMAC-SHA1", "HMAC-SHA224", "HMAC-SHA256", "HMAC-SHA384", "HMAC-SHA512")
 # What a credentials file value and a `.env` value can both hold unquoted: base64 and token characters.
@@ -301,10 +303,14 @@ def dns_secret_stored(destination: object, acme_dns_provider: str) -> bool:
     """Whether the project's `.env` already holds the provider's secret (an update need not give it).
 
     A plain line scan, enough for the question: scaffold's hook reads `.env` properly afterwards.
+    True in copier's temporary renders of an update (they hold no `.env`; copier passes every answer,
+    the empty secret included, to them as data): the question was answered in the project itself.
     """
     provider = DNS_PROVIDERS.get(acme_dns_provider)
     if provider is None:
         return False
+    if any(part.startswith(COPIER_REPLICAS) for part in str(destination).split(os.sep)):
+        return True
     try:
         with open(os.path.join(str(destination), ".env"), encoding="utf-8") as handle:
             text = handle.read()

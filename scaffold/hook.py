@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 from scaffold import output
+from scaffold.answer_rules import COPIER_REPLICAS
 from scaffold.detect import run_detect
 from scaffold.errors import ScaffoldError
 from scaffold.layout import ProjectLayout
 
 #: copier renders the old and new template versions into temporary folders with these
 #: prefixes during an update; `.env` is gitignored there, so nothing needs doing.
-REPLICA_PREFIXES = ("copier._main.old_copy.", "copier._main.new_copy.")
+REPLICA_PREFIXES = COPIER_REPLICAS
 
 
 def is_copier_replica(path: Path) -> bool:

@@ -222,6 +222,8 @@ def test_a_dns_secret_already_in_env_counts_only_for_its_provider(tmp_path):
     (tmp_path / ".env").write_text("CERTBOT_RFC2136_SECRET=c2VjcmV0  # TSIG\n")
     assert dns_secret_stored(tmp_path, "rfc2136")
     assert not dns_secret_stored(tmp_path, "route66")
+    # copier's temporary render of an update holds no .env: the question was answered in the project.
+    assert dns_secret_stored(tmp_path / "copier._main.new_copy.x1y2" / "sso", "rfc2136")
 
 
 def test_answers_of_a_disabled_feature_are_not_checked():

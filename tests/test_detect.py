@@ -209,7 +209,7 @@ TSIG_SECRET = "dHNpZy1zZWNyZXQtZm9yLXVwZGF0ZQ=="
 def test_switching_to_dns_by_update_needs_the_secret_and_keeps_it_in_env_and_certbot_s_file_only(
     tmp_path: Path,
 ):
-    """Issue 17: `scaffold update` to DNS-01; without the secret nothing changes, with it no step complains."""
+    """Issue 17: an update to DNS-01: without the secret nothing changes, with it no step complains."""
     template = make_template_repo(tmp_path / "template")
     project = tmp_path / "sso"
     data = ["--data", "domain=sso.example.test", "--data", "acme_email=a@example.test"]
@@ -226,7 +226,7 @@ def test_switching_to_dns_by_update_needs_the_secret_and_keeps_it_in_env_and_cer
     updated = scaffold_cli(project, "update", *arguments)
     printed = updated.stdout + updated.stderr
     assert updated.returncode == 0, printed
-    assert TSIG_SECRET not in printed and "CERTBOT_RFC2136_SECRET: set (value not shown)" in printed
+    assert TSIG_SECRET not in printed and "CERTBOT_RFC2136_SECRET: set in .env (value not shown)" in printed
     credentials = project / ".scaffold" / "dns" / "credentials.ini"
     assert f"dns_rfc2136_secret = {TSIG_SECRET}\n" in credentials.read_text()
     assert os.stat(credentials).st_mode & 0o777 == 0o600

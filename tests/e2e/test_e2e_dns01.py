@@ -166,6 +166,11 @@ def dns(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Dn
         docker("network", "rm", network, check=False)
 
 
+def test_scaffold_new_reports_no_missing_secret_it_was_given(dns: DnsStack):
+    assert "CERTBOT_RFC2136_SECRET: set (value not shown)" in dns.new_output
+    assert "is not in .env" not in dns.new_output and "fail" not in dns.new_output, dns.new_output
+
+
 def test_no_http_port_is_published(dns: DnsStack):
     ports = dns.stack.inspect("nginx")["NetworkSettings"]["Ports"]
     published = {name for name, bindings in ports.items() if bindings}
