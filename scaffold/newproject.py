@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from scaffold import output
 from scaffold.errors import ProjectError, SubnetError, TemplateError, UsageError
@@ -93,22 +94,31 @@ def _dns_secret_pending(pending: bool) -> Iterator[None]:
         os.environ.pop(DNS_SECRET_PENDING, None)
 
 
-def check_dns_secret_given(data: dict[str, str], secret: str | None, *, stored: bool = False) -> None:
-    """The DNS challenge's secret is checked here: scaffold keeps it away from copier, whose question
-    would otherwise refuse it missing. Nothing is written when it is missing or malformed."""
-    from scaffold.answer_rules import problem_with
+#: Answers of the rfc2136 plugin that have no usable default: `--defaults` would leave them empty.
+_RFC2136_REQUIRED = ("acme_rfc2136_server", "acme_rfc2136_key_name")
 
-    if "acme_dns_secret" in data or data.get("acme_challenge") == "dns":
-        problem = problem_with(
-            "acme_dns_secret",
-            secret or "",
-            acme_challenge=data.get("acme_challenge", "dns"),
-            acme_dns_provider=data.get("acme_dns_provider", "rfc2136"),
-            stored=stored,
-        )
-        if problem:
-            message, _, fix = problem.partition(": ")
-            raise UsageError(f"invalid answer 'acme_dns_secret': {message}", hint=fix or None)
+
+def check_dns_answers(answers: dict[str, Any], secret: str | None, *, stored: bool = False) -> None:
+    """Check what a non-interactive DNS challenge needs before anything is written: the secret (scaffold
+    keeps it away from copier, which therefore cannot check it) and the rfc2136 settings that copier
+    would fill with their empty defaults, unchecked. `stored`: `.env` already holds the secret."""
+    from scaffold.answer_rules import RULES, AnswerProblem
+
+    challenge = answers.get("acme_challenge", "http")
+    provider = answers.get("acme_dns_provider", "rfc2136")
+    if challenge != "dns":
+        return
+    checks: list[tuple[str, Any, dict[str, Any]]] = []
+    if provider == "rfc2136":
+        only_provider = {"acme_dns_provider": provider}
+        checks += [(name, answers.get(name, ""), only_provider) for name in _RFC2136_REQUIRED]
+    context = {"acme_challenge": challenge, "acme_dns_provider": provider, "stored": stored}
+    checks.append(("acme_dns_secret", secret or "", context))
+    for question, value, others in checks:
+        try:
+            RULES[question](value, **others)
+        except AnswerProblem as problem:
+            raise UsageError(f"invalid answer '{question}': {problem.message}", hint=problem.fix) from None
 
 
 def check_explicit_subnet(data: dict[str, str]) -> None:
@@ -196,8 +206,8 @@ def create_project(
     # Secrets go to .env in memory: through copier they would sit in a file copier writes 0644.
     smtp_password = data.get("smtp_password") or None
     dns_secret = data.get("acme_dns_secret") or None
-    if defaults or dns_secret:  # else copier asks for it, without echo
-        check_dns_secret_given(data, dns_secret)
+    if defaults:  # else copier asks, the secret without echo
+        check_dns_answers(data, dns_secret)
     data = {key: value for key, value in data.items() if key not in ("smtp_password", "acme_dns_secret")}
 
     with _dns_secret_pending(dns_secret is not None):

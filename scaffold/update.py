@@ -351,7 +351,7 @@ def run_update_command(opts: UpdateOptions) -> int:
     opts = replace(opts, data={key: value for key, value in opts.data.items() if key not in secrets})
     layout = ProjectLayout(opts.project_dir)
     _require_project(opts.project_dir)
-    _check_dns_secret(opts, dns_secret)
+    _check_dns_answers(opts, dns_secret)
     with exclusive_lock(layout.update_lock_file, timeout=LOCK_WAIT):
         plan = preflight(opts)
         for warning in plan.warnings:
@@ -377,19 +377,14 @@ def _store_dns_secret(opts: UpdateOptions, secret: str) -> None:
         store_secret(opts.project_dir, DNS_PROVIDERS[provider].env_key, secret)
 
 
-def _check_dns_secret(opts: UpdateOptions, secret: str | None) -> None:
-    """A switch to the DNS challenge needs its secret, given now or already in .env."""
+def _check_dns_answers(opts: UpdateOptions, secret: str | None) -> None:
+    """The DNS challenge needs its settings and its secret, given now or already in .env."""
     from scaffold.answer_rules import dns_secret_stored
-    from scaffold.newproject import check_dns_secret_given
+    from scaffold.newproject import check_dns_answers
 
-    answers = load_answers(opts.project_dir)
-    data = {
-        "acme_challenge": opts.data.get("acme_challenge", answers.acme_challenge),
-        "acme_dns_provider": opts.data.get("acme_dns_provider", answers.acme_dns_provider),
-    }
-    stored = dns_secret_stored(opts.project_dir, data["acme_dns_provider"])
-    if secret is not None or opts.data.get("acme_challenge") == "dns":
-        check_dns_secret_given(data, secret, stored=stored)
+    answers = {**(load_answers(opts.project_dir).raw or {}), **opts.data}
+    stored = dns_secret_stored(opts.project_dir, answers.get("acme_dns_provider", "rfc2136"))
+    check_dns_answers(answers, secret, stored=stored)
 
 
 def _apply_or_restore(

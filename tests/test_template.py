@@ -413,8 +413,17 @@ BAD_ANSWERS = [
     # Issue 17: DNS-01 answers.
     (["acme_challenge=dns", "acme_dns_provider=route66"], "not a DNS provider this template supports"),
     (["acme_wildcard=true"], "needs the DNS challenge"),
-    (["acme_challenge=dns", "acme_rfc2136_server=192.0.2.53", "acme_dns_secret="], "TSIG secret is missing"),
+    (
+        [
+            "acme_challenge=dns",
+            "acme_rfc2136_server=192.0.2.53",
+            "acme_rfc2136_key_name=k.",
+            "acme_dns_secret=",
+        ],
+        "TSIG secret is missing",
+    ),
     (["acme_challenge=dns", "acme_dns_provider=cloudflare", "acme_dns_secret="], "API token is missing"),
+    (["acme_challenge=dns", "acme_dns_secret=c2VjcmV0LXRzaWc=", "acme_rfc2136_server="], "not an IP address"),
     (["http_port=0"], "HTTP-01 check nothing to reach"),
 ]
 
