@@ -23,7 +23,17 @@ def main() -> None:
     started = time.monotonic()
     images = ensure_standin_images(client)
     print(f"ensure_standin_images (warm): {(time.monotonic() - started) * 1000:.0f} ms")
-    for role in ("nginx", "certbot", "postgres", "postgres_older", "authentik", "pebble", "client"):
+    for role in (
+        "nginx",
+        "certbot",
+        "certbot_dns_rfc2136",
+        "postgres",
+        "postgres_older",
+        "authentik",
+        "pebble",
+        "dns",
+        "client",
+    ):
         ref = getattr(images, role)
         size = client.images.get(ref).attrs["Size"] / 1e6
         print(f"{ref:<40} {size:7.1f} MB")
