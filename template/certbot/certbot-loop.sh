@@ -78,6 +78,9 @@ obtain() {
 }
 
 renew() {
+    if [ "$ACME_CHALLENGE" = dns ]; then
+        $HELPER check-dns-credentials || return 1
+    fi
     certbot renew --non-interactive --no-random-sleep-on-renew \
         --cert-name "$DOMAIN" --deploy-hook "$DEPLOY_HOOK"
 }
