@@ -264,3 +264,18 @@ def test_missing_dns_credentials_say_to_run_scaffold_detect(tmp_path: Path, lets
         letsencrypt, "check-dns-credentials", DNS_CREDENTIALS=str(tmp_path / "none.ini"), **DNS_ENV
     )
     assert result.returncode == 1 and "run `scaffold detect`" in result.stdout
+
+
+def test_a_failure_found_before_certbot_ran_is_not_blamed_on_its_old_log(
+    tmp_path: Path, letsencrypt: Path
+) -> None:
+    log = tmp_path / "letsencrypt.log"
+    log.write_text("The peer didn't like the signature we sent\n")
+    os.utime(log, (1_000_000, 1_000_000))  # an old run
+    missing = helper(
+        letsencrypt, "check-dns-credentials", DNS_CREDENTIALS=str(tmp_path / "none.ini"), **DNS_ENV
+    )
+    assert missing.returncode == 1
+    explained = helper(letsencrypt, "explain-dns-failure", CERTBOT_LOG=str(log), **DNS_ENV)
+    assert explained.stdout == ""
+    assert "DNS credentials file" in (letsencrypt / "scaffold" / "last-failure").read_text()

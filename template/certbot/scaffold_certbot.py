@@ -406,7 +406,17 @@ DNS_FAILURES = (
 )
 
 
+def _explained_since_certbot_ran() -> bool:
+    """A failure recorded after certbot's last log (a missing credentials file: certbot did not run)."""
+    try:
+        return LAST_FAILURE.stat().st_mtime >= LETSENCRYPT_LOG.stat().st_mtime
+    except OSError:
+        return False
+
+
 def cmd_explain_dns_failure() -> int:
+    if _explained_since_certbot_ran():
+        return 0
     try:
         text = LETSENCRYPT_LOG.read_text(encoding="utf-8", errors="replace")
     except OSError:
