@@ -161,7 +161,8 @@ def dns(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Dn
         stack.up()
         yield DnsStack(stack, secret, wrong, dns_address, new.stdout + new.stderr)
     finally:
-        stack.down()
+        if dest.exists():
+            stack.down()
         docker("rm", "-f", network, check=False)
         docker("network", "rm", network, check=False)
 
