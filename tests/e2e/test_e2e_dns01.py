@@ -117,17 +117,10 @@ def _override(stack: Stack, network: str, dns_address: str) -> None:
     path.write_text(json.dumps(override, indent=2))
 
 
-@pytest.fixture(scope="module")
-def dns(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[DnsStack]:
-    secret = base64.b64encode(secrets.token_bytes(32)).decode()
-    wrong = base64.b64encode(secrets.token_bytes(32)).decode()
-    project = unique_name("dns")
-    network = f"{project}-lan"
-    dns_address = _start_dns_server(network, standin_images.dns, secret)
-    dest = tmp_path_factory.mktemp("dns01") / project
-    https_port = free_port()
+def _generate(stack: Stack, dns_address: str, wrong_secret: str) -> str:
+    """`scaffold new` with the DNS-01 answers (and the wrong secret); its output."""
     answers = {
-        "project_name": project,
+        "project_name": stack.project,
         "domain": DOMAIN,
         "acme_email": "admin@example.test",
         "acme_server": PEBBLE_DIRECTORY,
@@ -138,30 +131,32 @@ def dns(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Dn
         "acme_rfc2136_server": dns_address,
         "acme_rfc2136_key_name": KEY_NAME,
         "acme_rfc2136_algorithm": "HMAC-SHA256",
-        "acme_dns_secret": wrong,
+        "acme_dns_secret": wrong_secret,
         "http_port": "0",
-        "https_port": str(https_port),
+        "https_port": str(stack.https_port),
     }
     data = [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
-    new = scaffold(
-        "new",
-        str(dest),
-        "--defaults",
-        "--template",
-        str(REPO_ROOT),
-        "--vcs-ref",
-        "HEAD",
-        *data,
-        cwd=dest.parent,
-    )
-    stack = Stack(dest, project, standin_images, 0, https_port)
+    template = ["--template", str(REPO_ROOT), "--vcs-ref", "HEAD"]
+    new = scaffold("new", str(stack.dir), "--defaults", *template, *data, cwd=stack.dir.parent)
+    assert new.returncode == 0, new.stdout + new.stderr
+    return new.stdout + new.stderr
+
+
+@pytest.fixture(scope="module")
+def dns(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[DnsStack]:
+    secret = base64.b64encode(secrets.token_bytes(32)).decode()
+    wrong = base64.b64encode(secrets.token_bytes(32)).decode()
+    project = unique_name("dns")
+    network = f"{project}-lan"
+    stack = Stack(tmp_path_factory.mktemp("dns01") / project, project, standin_images, 0, free_port())
     try:
-        assert new.returncode == 0, new.stdout + new.stderr
+        dns_address = _start_dns_server(network, standin_images.dns, secret)
+        output = _generate(stack, dns_address, wrong)
         _override(stack, network, dns_address)
         stack.up()
-        yield DnsStack(stack, secret, wrong, dns_address, new.stdout + new.stderr)
+        yield DnsStack(stack, secret, wrong, dns_address, output)
     finally:
-        if dest.exists():
+        if stack.dir.exists():
             stack.down()
         docker("rm", "-f", network, check=False)
         docker("network", "rm", network, check=False)
