@@ -87,6 +87,13 @@ def scaffold(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def diagnosis(stack: Stack) -> str:
+    """What a timed-out wait shows: every container's state, pebble's and certbot's last lines."""
+    return "\n".join(
+        [stack.compose("ps", "-a").stdout, stack.logs("pebble")[-1500:], stack.logs("certbot")[-3000:]]
+    )
+
+
 def _start_dns_server(network: str, image: str, secret: str) -> str:
     docker("network", "create", "--label", f"org.scaffold.test={network}", network)
     docker(
@@ -180,7 +187,7 @@ def test_a_wrong_tsig_secret_is_named_backed_off_and_the_placeholder_stays(dns: 
         lambda: (text := stack.logs("certbot")).count(refused) >= 2 and text,
         "two failed attempts naming the TSIG key",
         timeout=120,
-        context=lambda: stack.logs("certbot")[-3000:],
+        context=lambda: diagnosis(stack),
     )
     assert (
         f"Next attempt in {RETRY_FIRST_SECONDS}s" in logs
@@ -218,9 +225,7 @@ def test_the_corrected_secret_gets_a_wildcard_certificate_served_without_a_resta
         lambda: issued_certificate(stack),
         "a pebble certificate served by nginx",
         timeout=180,
-        context=lambda: (
-            stack.compose("ps", "-a").stdout + stack.logs("pebble")[-1500:] + stack.logs("certbot")[-3000:]
-        ),
+        context=lambda: diagnosis(stack),
     )
     assert names_of(cert) == {DOMAIN, f"*.{DOMAIN}"}
     assert nginx_master_pid(stack) == dns.pid_at_start
