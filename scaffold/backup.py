@@ -27,10 +27,10 @@ from scaffold.archive import (
     prune,
     utc_now,
 )
-from scaffold.dockerapi import DockerAPI, connect
+from scaffold.dockerapi import connect
 from scaffold.envfile import EnvDocument
 from scaffold.envkeys import TAG
-from scaffold.errors import ProjectError, UsageError
+from scaffold.errors import UsageError
 from scaffold.fsutil import refuse_symlink
 from scaffold.layout import ProjectLayout
 from scaffold.progress import Progress
@@ -49,17 +49,6 @@ def default_archive_dir(layout: ProjectLayout) -> Path:
     for path in (layout.state_dir, layout.archives_dir):
         refuse_symlink(path)
     return layout.archives_dir
-
-
-def database_container(api: DockerAPI, project: str) -> str:
-    """The running postgresql container of the project, or a message saying how to start it."""
-    container = api.service_container(project, "postgresql")
-    if container is None:
-        raise ProjectError(
-            f"the postgresql service of {project!r} is not running, so there is no database to dump",
-            hint="start it with `docker compose up -d postgresql` in the project folder, then run again",
-        )
-    return container
 
 
 def _target(opts: BackupOptions, layout: ProjectLayout, project: str) -> Path:
@@ -99,7 +88,9 @@ def run_backup(opts: BackupOptions) -> Path:
     env = EnvDocument.load(layout.env_file) if layout.env_file.is_file() else None
     api = connect()
     try:
-        container = database_container(api, project)
+        container = pgdump.database_container(
+            api, project, problem="is not running, so there is no database to dump"
+        )
         server = pgdump.server_info(api, container)
         output.status("info", f"backing up {root} (PostgreSQL {server.version}) to {target}")
         writer = ArchiveWriter(target)

@@ -7,21 +7,26 @@ volume, restore, check that every table has the same number of rows and that the
 UTF8, start authentik. The old volume is kept until the user removes it (the command is printed):
 going back is editing compose.yaml back. From PostgreSQL 18 the official image wants its volume
 at /var/lib/postgresql (it refuses one at /var/lib/postgresql/data), so the mount follows the major.
+
+When a template release moves the postgresql image to a new major, `scaffold update` asks
+`template_move` what that means for this deployment: nothing when there is no database yet or the
+major stays, otherwise compose.yaml keeps the image the data was made by (never a new server on old
+data) and, with --apply, this upgrade runs with the template's new image.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from scaffold import composecli, output, pgdump
 from scaffold.answers import load_answers
-from scaffold.backup import database_container
 from scaffold.dockerapi import DockerAPI, connect
-from scaffold.errors import ProjectError, UsageError
+from scaffold.errors import DockerUnavailable, ProjectError, UsageError
 from scaffold.fsutil import atomic_write_text, backup_file, exclusive_lock
 from scaffold.layout import ProjectLayout
 
@@ -101,6 +106,59 @@ def switch_compose(text: str, *, image: str, major: int) -> str:
     return stream.getvalue()
 
 
+def compose_image(text: str) -> str | None:
+    """The postgresql service's `image:` in a compose file; None when it cannot be read (e.g. a
+    file with merge-conflict markers)."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        image = YAML(typ="safe").load(text)["services"][SERVICE]["image"]
+    except (YAMLError, KeyError, TypeError):
+        return None
+    return image if isinstance(image, str) else None
+
+
+def database_mount(text: str) -> Any:
+    """The postgresql service's data mount (short string or long-form mapping), if it has one."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        mounts = YAML(typ="safe").load(text)["services"][SERVICE]["volumes"]
+        return next(m for m in mounts if _mount_target(m) in (OLD_MOUNT, NEW_MOUNT))
+    except (YAMLError, KeyError, TypeError, StopIteration):
+        return None
+
+
+def database_volume(text: str) -> str | None:
+    """The volume (as compose.yaml names it) holding the postgresql service's data, if it mounts one."""
+    mount = database_mount(text)
+    return None if mount is None else _mount_source(mount)
+
+
+def pin_image(text: str, image: str, mount: Any = None) -> str:
+    """compose.yaml with the postgresql service's `image:` set to `image` and, given `mount`, its data
+    mount set back to it (a release moving to 18 also moves the mount to /var/lib/postgresql, where
+    an older server would find no data and make an empty database); nothing else changes."""
+    yaml = _yaml()
+    document = yaml.load(text)
+    service = document["services"][SERVICE]
+    service["image"] = image
+    mounts = service.get("volumes") or []
+    index = next((i for i, m in enumerate(mounts) if _mount_target(m) in (OLD_MOUNT, NEW_MOUNT)), None)
+    if mount is not None and index is not None and _mount_target(mounts[index]) != _mount_target(mount):
+        mounts[index] = mount
+    stream = io.StringIO()
+    yaml.dump(document, stream)
+    return stream.getvalue()
+
+
+def tag_major(image: str) -> int | None:
+    """16 from `postgres:16-alpine` or `postgres:16.4`; None when the tag names no version."""
+    name = image.rsplit("/", 1)[-1].split("@")[0]
+    match = re.fullmatch(r"[^:]+:(\d+)(?:[.-].*)?", name)
+    return int(match.group(1)) if match else None
+
+
 def _mount_target(mount: Any) -> str | None:
     if isinstance(mount, str):
         parts = mount.split(":")
@@ -125,7 +183,7 @@ def run_db_upgrade(opts: UpgradeOptions) -> None:
     project = load_answers(root).project_name
     api = connect()
     try:
-        container = database_container(api, project)
+        container = pgdump.database_container(api, project)
         current = pgdump.server_info(api, container)
         if current.major >= opts.to_major:
             than = "already" if current.major == opts.to_major else f"(newer than {opts.to_major})"
@@ -169,7 +227,7 @@ def _upgrade(
                 raise
     finally:
         composecli.compose(root, "up", "-d")
-    old_volume = f"{project}_database"
+    old_volume = f"{project}_{database_volume(original) or 'database'}"
     output.status("ok", f"PostgreSQL {old_version} -> {new}: every table has the same rows; encoding UTF8")
     output.say(f"      {COMPOSE_FILE} before the change: {saved / COMPOSE_FILE}")
     output.say(f"      the old volume is kept; once all works, remove it with: docker volume rm {old_volume}")
@@ -180,7 +238,7 @@ def _restore_into_new_volume(
 ) -> str:
     output.status("info", "starting the new PostgreSQL on a new volume")
     composecli.compose(root, "up", "-d", "--wait", SERVICE)
-    container = database_container(api, project)
+    container = pgdump.database_container(api, project)
     dump.seek(0)
     pgdump.restore(api, container, dump, size)
     info = pgdump.server_info(api, container)
@@ -206,3 +264,148 @@ def _restore_into_new_volume(
 def _private_dir(layout: ProjectLayout) -> Path:
     layout.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return layout.state_dir
+
+
+# --------------------------------------------------------------------------- a template that moves majors
+
+
+@dataclass(frozen=True)
+class TemplateMove:
+    """What a template update's new postgresql image means for this deployment's database."""
+
+    old_image: str
+    new_image: str
+    #: the major of the data (None: no database volume, the project never ran).
+    data_major: int | None
+    new_major: int | None
+    #: why the data's major is unknown (Docker did not answer), if it is.
+    unknown: str | None = None
+    #: the data mount before the update (what compose.yaml keeps with the old image).
+    old_mount: Any = field(default=None, compare=False)
+
+    @property
+    def needs_upgrade(self) -> bool:
+        """The new image cannot run this data: compose.yaml must keep the old image until it moves."""
+        if self.unknown is not None:
+            return True
+        if self.data_major is None:
+            return False
+        return self.new_major is None or self.new_major != self.data_major
+
+    @property
+    def is_upgrade(self) -> bool:
+        """The data can move to the new image's (newer) major with `scaffold db upgrade`."""
+        return (
+            self.unknown is None
+            and self.data_major is not None
+            and self.new_major is not None
+            and self.new_major > self.data_major
+        )
+
+    def describe(self, project_dir: Path, *, apply: bool, dry_run: bool = False) -> None:
+        describe_move(project_dir, self, apply=apply, dry_run=dry_run)
+
+    def keep_old_image(self, project_dir: Path) -> None:
+        keep_old_image(project_dir, self)
+
+
+def plan_template_move(project_dir: Path, old_text: str, new_text: str) -> TemplateMove | None:
+    """None when the update leaves the postgresql image alone (or compose.yaml cannot be read).
+
+    Read-only: it lists volumes, asks the running server its version and, when an image's tag
+    names no major, runs `postgres --version` in a throw-away container. So a dry run may call it.
+    """
+    move = _plan(project_dir, old_text, new_text)
+    return None if move is None else replace(move, old_mount=database_mount(old_text))
+
+
+def _plan(project_dir: Path, old_text: str, new_text: str) -> TemplateMove | None:
+    old_image, new_image = compose_image(old_text), compose_image(new_text)
+    if old_image is None or new_image is None or old_image == new_image:
+        return None
+    volume = database_volume(old_text) or "database"
+    try:
+        api = connect()
+    except DockerUnavailable as exc:
+        return TemplateMove(old_image, new_image, tag_major(old_image), tag_major(new_image), exc.message)
+    try:
+        project = load_answers(project_dir).project_name
+        container = api.service_container(project, SERVICE)
+        if container is not None:
+            data_major: int | None = pgdump.server_info(api, container).major
+        elif api.project_volume_exists(project, volume):
+            data_major = tag_major(old_image) or pgdump.image_major(api, old_image)
+        else:
+            return TemplateMove(old_image, new_image, None, tag_major(new_image))
+        new_major = tag_major(new_image) or pgdump.image_major(api, new_image)
+        return TemplateMove(old_image, new_image, data_major, new_major)
+    except DockerUnavailable as exc:
+        return TemplateMove(old_image, new_image, None, tag_major(new_image), exc.message)
+    finally:
+        api.close()
+
+
+def keep_old_image(project_dir: Path, move: TemplateMove) -> None:
+    """compose.yaml back on the image the data was made by: `docker compose up` stays safe."""
+    path = project_dir / COMPOSE_FILE
+    text = path.read_text(encoding="utf-8")
+    pinned = pin_image(text, move.old_image, move.old_mount)
+    atomic_write_text(path, pinned, mode=path.stat().st_mode & 0o777)
+
+
+def describe_move(project_dir: Path, move: TemplateMove, *, apply: bool, dry_run: bool = False) -> None:
+    """Say what the update does (or, in a dry run, would do) about the database."""
+    keeps = "would keep" if dry_run else "keeps"
+    moving = f"PostgreSQL {move.data_major} -> {move.new_major} ({move.old_image} -> {move.new_image})"
+    if not move.needs_upgrade:
+        why = "no database volume yet" if move.data_major is None else f"the same major {move.data_major}"
+        output.status("info", f"postgresql {'would take' if dry_run else 'takes'} {move.new_image} ({why})")
+    elif move.is_upgrade and apply:
+        how = "--apply would move" if dry_run else "moving"
+        output.status(
+            "info",
+            f"the template moves the database {moving}: {how} it "
+            "(dump, new volume, restore, verify; the old volume is kept)",
+        )
+    elif move.is_upgrade:
+        output.status(
+            "info",
+            f"the template moves the database {moving}: compose.yaml {keeps} {move.old_image} until the "
+            f"database is moved; move it{' (or update with --apply)' if dry_run else ''} with:",
+        )
+        output.say(f"      {upgrade_command(project_dir, move)}")
+    elif move.unknown is not None:
+        output.status(
+            "warn",
+            f"the template moves postgresql from {move.old_image} to {move.new_image}, and Docker did not "
+            f"answer ({move.unknown}), so scaffold cannot tell whether a database exists: compose.yaml "
+            f"{keeps} {move.old_image}; once Docker answers, move it with (or, if the stack never ran, "
+            "set the image yourself):",
+        )
+        output.say(f"      {upgrade_command(project_dir, move)}")
+    else:
+        output.status(
+            "warn",
+            f"the template's {move.new_image} runs PostgreSQL {move.new_major}, older than the database's "
+            f"{move.data_major}: compose.yaml {keeps} {move.old_image}",
+        )
+
+
+def upgrade_command(project_dir: Path, move: TemplateMove) -> str:
+    import shlex
+
+    major = move.new_major if move.new_major is not None else "MAJOR"
+    return (
+        f"scaffold db upgrade --to {major} --image {shlex.quote(move.new_image)} "
+        f"{shlex.quote(str(project_dir))}"
+    )
+
+
+def apply_template_move(project_dir: Path, move: TemplateMove) -> None:
+    """The database onto the template's new image: `scaffold db upgrade` with that image."""
+    if move.new_major is None:
+        raise ProjectError(
+            f"cannot tell which PostgreSQL major {move.new_image} runs",
+            hint=f"move the database yourself: {upgrade_command(project_dir, move)}",
+        )
+    run_db_upgrade(UpgradeOptions(project_dir=project_dir, to_major=move.new_major, image=move.new_image))

@@ -17,8 +17,10 @@ from typing import BinaryIO
 
 from scaffold.archive import ArchiveError, PostgresInfo
 from scaffold.dockerapi import DockerAPI
+from scaffold.errors import ProjectError
 
 CHUNK = 1 << 20
+SERVICE = "postgresql"
 # The official image's contract: POSTGRES_USER (default postgres), POSTGRES_DB (default the user).
 # PGPASSWORD from POSTGRES_PASSWORD only matters where local connections need a password.
 _CONNECT = (
@@ -43,6 +45,21 @@ _VERSION = re.compile(r"\b(\d+)(?:\.(\d+))?")
 
 class DatabaseError(ArchiveError):
     """A command in the PostgreSQL container failed."""
+
+
+def database_container(
+    api: DockerAPI,
+    project: str,
+    *,
+    problem: str = "is not running, so there is no database to reach",
+    hint: str = "start it with `docker compose up -d postgresql` in the project folder, then run again",
+) -> str:
+    """The running postgresql container of the project; `problem` and `hint` say why none is and
+    what to do, as the caller knows it (not started yet, or failed to start)."""
+    container = api.service_container(project, SERVICE)
+    if container is None:
+        raise ProjectError(f"the postgresql service of {project!r} {problem}", hint=hint)
+    return container
 
 
 def _connected(program: str, *args: str) -> list[str]:

@@ -101,7 +101,7 @@ def _restore_in_place(api: DockerAPI, archive: Path, manifest: Manifest, dest: P
     if container is None:
         output.status("info", "starting postgresql to restore into it")
         composecli.compose(dest, "up", "-d", "--wait", "postgresql")
-        container = _database_container(api, project)
+        container = _started_database(api, project)
     refuse_older_major(manifest, pgdump.server_info(api, container).major, f"the project {project!r}")
     refuse_data_without_yes(api, container, yes=yes, what=f"the database of {project!r}")
     with exclusive_lock(layout.lock_file), _private_dump_file(layout.state_dir) as dump:
@@ -207,7 +207,7 @@ def _restore_fresh(api: DockerAPI, archive: Path, manifest: Manifest, dest: Path
             output.status("ok", f"project files restored into {dest}")
             output.status("info", "starting postgresql on a new volume")
             composecli.compose(dest, "up", "-d", "--wait", "postgresql")
-            container = _database_container(api, project)
+            container = _started_database(api, project)
             refuse_data_without_yes(api, container, yes=yes, what=f"the database volume of {project!r}")
             _restore_database(api, container, dump, manifest)
     finally:
@@ -229,14 +229,11 @@ def _private_dump_file(directory: Path) -> Iterator[BinaryIO]:
         yield handle  # type: ignore[misc]
 
 
-def _database_container(api: DockerAPI, project: str) -> str:
-    container = api.service_container(project, "postgresql")
-    if container is None:
-        raise ArchiveError(
-            f"the postgresql service of {project!r} did not start",
-            hint="look at `docker compose logs postgresql`",
-        )
-    return container
+def _started_database(api: DockerAPI, project: str) -> str:
+    """The postgresql container `docker compose up --wait` has just started."""
+    return pgdump.database_container(
+        api, project, problem="did not start", hint="look at `docker compose logs postgresql`"
+    )
 
 
 def _restore_database(api: DockerAPI, container: str, dump: BinaryIO, manifest: Manifest) -> None:

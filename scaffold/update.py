@@ -8,10 +8,22 @@ Order matters, so that a failure at any point leaves the user with what they had
    printed before anything is touched;
 3. `copier update` through copier's API with the tasks skipped (they would run three times);
 4. the .env merge and subnet detection, once, in the real project;
-5. the conflicts, `docker compose config`, and the commands that apply the change.
+5. when the template moved the postgresql image to another major and a database exists,
+   compose.yaml keeps the image the data was made by (see "PostgreSQL majors" below);
+6. the conflicts, `docker compose config`, and the commands that apply the change; with --apply,
+   first `scaffold db upgrade` onto the template's new image when step 5 kept the old one.
 The whole run holds `.scaffold/update.lock`, so two updates never interleave. When copier or
 the detection fails after the backup, the backup is put back before the error is reported, so
-exit code 1 always means "your files are as they were".
+exit code 1 always means "your files are as they were" (but for a failed database move with
+--apply, whose own undo leaves compose.yaml and the database on the old major, as it says).
+
+PostgreSQL majors: the database move runs here, after copier, in the real project folder, and not
+as a copier migration. A migration would also run in `--dry-run`'s throwaway clone, whose Compose
+project name is the real deployment's, so any Docker step in it would act on the real stack; and
+it would run inside copier's merge, before the .env merge and the checks above. Here a dry run only
+reads (the running server's version, the volume list), and the move happens only with --apply,
+after the `scaffold backup` archive. The template's guard migration (scaffold.migrations) refuses a
+plain `copier update` that would change the major, since nothing would move the data then.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scaffold import output, template_source
 from scaffold.answer_rules import answer_problems
@@ -41,13 +54,18 @@ from scaffold.errors import (
 from scaffold.fsutil import exclusive_lock, refuse_symlink
 from scaffold.gitutil import conflicted_files, dirty_paths, git, index_lock, is_repo_root, tracked_files
 from scaffold.layout import ProjectLayout
+from scaffold.migrations import DRIVER_ENV
 from scaffold.newproject import check_data_keys, missing_stack_keys
 from scaffold.releases import check_upgrade
+
+if TYPE_CHECKING:
+    from scaffold.dbupgrade import TemplateMove
 
 APPLY_COMMANDS = "docker compose pull && docker compose up -d --remove-orphans"
 #: Seconds an update waits for another scaffold update of the same project before giving up.
 LOCK_WAIT = 5.0
 COMPOSE_TIMEOUT = 60.0
+COMPOSE_FILE = "compose.yaml"
 
 
 @dataclass(frozen=True)
@@ -269,6 +287,18 @@ def _unchanged(layout: ProjectLayout, backup: Path) -> bool:
 
 
 def _run_copier_update(project: Path, plan: UpdatePlan, conflict: str, *, quiet: bool = False) -> None:
+    """copier update, telling the template's migrations that scaffold drives it (DRIVER_ENV).
+
+    copier starts migrations through plumbum, whose environment is a copy of os.environ taken when
+    plumbum was imported: the variable goes into that copy, for this call only.
+    """
+    from plumbum import local
+
+    with local.env(**{DRIVER_ENV: "1"}):
+        _copier_update(project, plan, conflict, quiet=quiet)
+
+
+def _copier_update(project: Path, plan: UpdatePlan, conflict: str, *, quiet: bool) -> None:
     from scaffold.copierrun import run_update
 
     run_update(
@@ -328,6 +358,7 @@ def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
                         hint="run scaffold as the user who owns the project",
                     ) from None
         _run_copier_update(clone, plan, opts.conflict, quiet=True)
+        move = _postgres_move(opts.project_dir, _compose_text(layout.root), clone)
         changed = dirty_paths(clone)
         conflicts = _conflicts(clone, opts.conflict)
         target = plan.target_ref or "HEAD"
@@ -340,7 +371,22 @@ def _dry_run(opts: UpdateOptions, plan: UpdatePlan) -> int:
             output.say("      no file")
         output.say("and in .env:")
         run_template_detect(clone, dry_run=True)
+        if move is not None:
+            move.describe(opts.project_dir, apply=opts.apply, dry_run=True)
     return EXIT_OK
+
+
+def _compose_text(root: Path) -> str:
+    path = root / COMPOSE_FILE
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def _postgres_move(project: Path, old_text: str, rendered: Path) -> TemplateMove | None:
+    """What the update's postgresql image means for `project`'s database (read-only; `rendered` is
+    where copier wrote the update: the project itself, or the dry run's clone)."""
+    from scaffold import dbupgrade
+
+    return dbupgrade.plan_template_move(project, old_text, _compose_text(rendered))
 
 
 def run_update_command(opts: UpdateOptions) -> int:
@@ -364,8 +410,8 @@ def run_update_command(opts: UpdateOptions) -> int:
         backup = _backup(layout)
         output.status("ok", f"backup: {backup}")
         output.say(f"      restore with: {restore_command(layout, backup)}")
-        attention = _apply_or_restore(opts, plan, layout, backup, smtp_password, dns_secret)
-        return _report(opts, attention, archive)
+        attention, move = _apply_or_restore(opts, plan, layout, backup, smtp_password, dns_secret)
+        return _report(opts, attention, archive, move)
 
 
 def _store_dns_secret(opts: UpdateOptions, secret: str) -> None:
@@ -394,20 +440,26 @@ def _apply_or_restore(
     backup: Path,
     smtp_password: str | None,
     dns_secret: str | None = None,
-) -> bool:
-    """copier update, the detection and a new SMTP password; on any failure, put the backup back.
+) -> tuple[bool, TemplateMove | None]:
+    """copier update, the detection, a new SMTP password and the postgresql image; on any failure,
+    put the backup back. A DNS secret goes into .env first, so that the detection writes certbot's
+    credentials file from it.
 
-    A DNS secret goes into .env first, so that the detection writes certbot's credentials file from it.
-    Returns True when the detection found something to fix.
+    Returns whether the detection found something to fix, and what the template's postgresql image
+    change means for the database (None when it did not change).
     """
     try:
+        old_compose = _compose_text(layout.root)
         if dns_secret is not None:
             _store_dns_secret(opts, dns_secret)
         _run_copier_update(opts.project_dir, plan, opts.conflict)
         attention = run_template_detect(opts.project_dir) != 0
         if smtp_password is not None:
             attention = not apply_smtp_password(opts.project_dir, smtp_password) or attention
-        return attention
+        move = _postgres_move(opts.project_dir, old_compose, opts.project_dir)
+        if move is not None and move.needs_upgrade:
+            move.keep_old_image(opts.project_dir)  # never a new major's server on old data
+        return attention, move
     except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C or a bug too: never leave a half update
         restored = _restore(layout, backup)
         if not isinstance(exc, ScaffoldError):
@@ -422,10 +474,38 @@ def _apply_or_restore(
         raise type(exc)(f"{exc.message}; the project is as it was before the update", hint=exc.hint) from None
 
 
-def _report(opts: UpdateOptions, attention: bool, archive: Path | None = None) -> int:
-    """Conflicts, `docker compose config`, and what to run next; the exit code."""
+def _report(
+    opts: UpdateOptions,
+    attention: bool,
+    archive: Path | None = None,
+    move: TemplateMove | None = None,
+) -> int:
+    """The database move, the checks, and what to run next; the exit code."""
+    from scaffold import dbupgrade
+
+    if move is not None:
+        dbupgrade.describe_move(opts.project_dir, move, apply=opts.apply)
+    attention = _needs_attention(opts) or attention
+    output.say(
+        "review the changes with `git diff`, then commit them: git add -A && git commit -m 'scaffold update'"
+    )
+    if opts.apply and not attention:
+        if archive is not None:
+            back = f"scaffold restore {shlex.quote(str(archive))} {shlex.quote(str(opts.project_dir))} --yes"
+            output.say(f"to go back after the apply: {back}")
+        if move is not None and move.is_upgrade and not _moved(opts.project_dir, move):
+            return EXIT_FAILED
+        result = subprocess.run(APPLY_COMMANDS, shell=True, cwd=opts.project_dir, check=False)
+        return EXIT_OK if result.returncode == 0 else EXIT_FAILED
+    output.say(f"apply it with: {APPLY_COMMANDS}")
+    return EXIT_NEEDS_ATTENTION if attention else EXIT_OK
+
+
+def _needs_attention(opts: UpdateOptions) -> bool:
+    """Missing .env keys, conflicts, `docker compose config`: True when any needs the user."""
     from scaffold.compose import check_config
 
+    attention = False
     missing = missing_stack_keys(opts.project_dir)
     if missing:  # never report a project ready that `docker compose up` would refuse
         attention = True
@@ -443,6 +523,11 @@ def _report(opts: UpdateOptions, attention: bool, archive: Path | None = None) -
             else "apply the rejected hunks by hand, then delete the .rej file"
         )
         output.status("warn", f"conflict in {name}: {how}")
+        if name == COMPOSE_FILE:
+            output.say(
+                "      if you keep a postgresql image of another PostgreSQL major, move the database before "
+                "`docker compose up`: scaffold db upgrade --to MAJOR --image IMAGE"
+            )
     if not conflicts:
         compose = check_config(opts.project_dir, timeout=COMPOSE_TIMEOUT)
         if compose.state == "rejected":
@@ -450,14 +535,20 @@ def _report(opts: UpdateOptions, attention: bool, archive: Path | None = None) -
             output.status("fail", f"`docker compose config` fails after the update:\n{compose.message}")
         elif compose.state == "timeout":
             output.status("warn", f"not checked: {compose.message}")
-    output.say(
-        "review the changes with `git diff`, then commit them: git add -A && git commit -m 'scaffold update'"
-    )
-    if opts.apply and not attention:
-        if archive is not None:
-            back = f"scaffold restore {shlex.quote(str(archive))} {shlex.quote(str(opts.project_dir))} --yes"
-            output.say(f"to go back after the apply: {back}")
-        result = subprocess.run(APPLY_COMMANDS, shell=True, cwd=opts.project_dir, check=False)
-        return EXIT_OK if result.returncode == 0 else EXIT_FAILED
-    output.say(f"apply it with: {APPLY_COMMANDS}")
-    return EXIT_NEEDS_ATTENTION if attention else EXIT_OK
+    return attention
+
+
+def _moved(project: Path, move: TemplateMove) -> bool:
+    """`scaffold db upgrade` onto the template's new image, before the stack is pulled and started."""
+    from scaffold import dbupgrade
+
+    try:
+        dbupgrade.apply_template_move(project, move)
+    except ScaffoldError as exc:
+        output.error(
+            f"the database was not moved to PostgreSQL {move.new_major}: {exc.message}",
+            f"{exc.hint + '; ' if exc.hint else ''}the update's files are in place and compose.yaml "
+            f"keeps {move.old_image}; once fixed: {dbupgrade.upgrade_command(project, move)}",
+        )
+        return False
+    return True

@@ -854,3 +854,90 @@ def test_client_tools(client_box: Container) -> None:
     output = exec_ok(client_box, "sh", "-ec", script)
     for word in ("HTTP2", "OpenSSL", "Python 3", "h2load", "wrk"):
         assert word in output
+
+
+# --------------------------------------------------------------------------- forward auth (issue 15)
+
+FORWARD_AUTH_BLUEPRINT = """version: 1
+metadata:
+  name: {name} forward auth
+entries:
+  - model: authentik_providers_proxy.proxyprovider
+    id: provider
+    identifiers:
+      name: {name}
+    attrs:
+      mode: forward_single
+      external_host: https://{name}.example.test
+      authorization_flow: !Find
+        [authentik_flows.flow, [slug, default-provider-authorization-implicit-consent]]
+  - model: authentik_core.application
+    identifiers:
+      slug: {name}
+    attrs:
+      name: {name}
+      provider: !KeyOf provider
+  - model: authentik_outposts.outpost
+    identifiers:
+      name: authentik Embedded Outpost
+    attrs:
+      config:
+        authentik_host: https://sso.example.test/
+      providers: {providers}
+"""
+
+
+def outpost_status(client: Container, host: str, path: str = "auth/nginx") -> str:
+    return exec_ok(
+        client, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {host}",
+        "-H", f"X-Original-URL: https://{host}/", f"http://outpost-server:9000/outpost.goauthentik.io/{path}",
+    )  # fmt: skip
+
+
+@pytest.mark.docker
+def test_echoapp_image_echoes_requests_and_websockets(
+    sandbox: Sandbox, images: StandinImages, client_box: Container
+) -> None:
+    sandbox.start(images.echoapp, name="echoapp")
+    sandbox.start(images.echoapp, name="echoapp-port", environment={"ECHO_PORT": "9090"})
+    seen = wait_for(
+        lambda: echo(client_box, "http://echoapp:8080/some/path?a=1", "X-authentik-username: akadmin"),
+        "echo app answers",
+        timeout=30,
+    )
+    assert (seen["method"], seen["path"], seen["query"]) == ("GET", "/some/path", "a=1")
+    assert seen["headers"]["x-authentik-username"] == "akadmin"
+    client_box.reload()
+    assert seen["client"] == client_box.attrs["NetworkSettings"]["Networks"][sandbox.name]["IPAddress"]
+    assert (
+        wait_for(lambda: echo(client_box, "http://echoapp-port:9090/"), "ECHO_PORT", timeout=30)["path"]
+        == "/"
+    )
+    output = exec_ok(client_box, "python3", "/tmp/wsclient.py", "ws://echoapp:8080/socket")
+    assert json.loads(output)["status"] == 101 and json.loads(output)["text"] is True
+
+
+@pytest.mark.docker
+def test_authentik_image_serves_the_embedded_outpost_from_its_blueprints(
+    sandbox: Sandbox, images: StandinImages, postgres: Container, client_box: Container
+) -> None:
+    first = FORWARD_AUTH_BLUEPRINT.format(name="one", providers="[!KeyOf provider]")
+    files: Files = {"/blueprints/custom/one.yaml": (first, 0o644)}
+    server = sandbox.start(
+        images.authentik, name="outpost-server", environment=authentik_env(), command="server", files=files
+    )
+    logs = lambda: server.logs().decode(errors="replace")  # noqa: E731
+    wait_for(lambda: exec_in(server, "ak", "healthcheck")[0] == 0, "server healthy", timeout=60, context=logs)
+    assert outpost_status(client_box, "one.example.test") == "401"
+    assert outpost_status(client_box, "two.example.test") == "404"
+    assert outpost_status(client_box, "two.example.test", "ping") == "204"
+    # A blueprint written into the running server is applied; its outpost entry lists both providers.
+    both = "[!KeyOf provider, !Find [authentik_providers_proxy.proxyprovider, [name, one]]]"
+    second = FORWARD_AUTH_BLUEPRINT.format(name="two", providers=both)
+    server.put_archive("/", make_tar({"/blueprints/custom/nested/two.yaml": (second, 0o644)}))
+    wait_for(lambda: outpost_status(client_box, "two.example.test") == "401", "second blueprint applied")
+    assert outpost_status(client_box, "one.example.test") == "401"
+    worker = sandbox.start(
+        images.authentik, name="outpost-worker", environment=authentik_env(), command="worker", files=files
+    )
+    wait_for(lambda: b"Blueprint applied successfully" in worker.logs(), "worker reads the blueprints")

@@ -128,9 +128,13 @@ def _sign_in(url: str, address: str, profile: Path) -> tuple[str, str]:
         outcome = re.search(r'<pre id="outcome">(.*?)</pre>', dom, re.S)
         if location is None or outcome is None or not outcome.group(1):
             raise AssertionError(f"the flow page's script has not finished: {dom[-2000:]}")
+        if outcome.group(1).startswith("error TypeError: Failed to fetch"):
+            # chromium cancels a fetch still pending when the virtual time budget runs out
+            raise AssertionError(f"the login POST did not complete: {outcome.group(1)}")
         return location.group(1), outcome.group(1)
 
-    # Under load the fetch can outlast the virtual time budget: a DOM without an outcome is retried.
+    # Under load the fetch can outlast the virtual time budget: a DOM without an outcome, or with the
+    # cancelled fetch's error, is retried; an HTTP answer (a 403 from the CSRF check) is not.
     return wait_for(signed_in, f"chromium signing in at {url}", timeout=90, interval=1)
 
 

@@ -54,22 +54,18 @@ def edit(repo: Path, relative: str, old: str, new: str) -> None:
 
 def add_migration(repo: Path, name: str, version: str, body: str) -> None:
     """Register a migration in the template's scaffold code and declare it in copier.yml."""
-    edit(
-        repo,
-        "scaffold/migrations.py",
-        "MIGRATIONS: dict[str, Migration] = {}",
-        f"{body}\n\nMIGRATIONS: dict[str, Migration] = {{{name!r}: {name}}}",
-    )
+    path = repo / "scaffold/migrations.py"
+    path.write_text(f"{path.read_text()}\n{body}\n\nMIGRATIONS[{name!r}] = {name}\n")
     edit(
         repo,
         "copier.yml",
-        "_migrations: []",
+        "_migrations:\n",
         "_migrations:\n"
         f"  - version: {version}\n"
         "    when: \"{{ _stage == 'after' }}\"\n"
         "    command: >-\n"
         "      PYTHONPATH={{ _copier_conf.src_path | quote }} {{ _copier_python | quote }}\n"
-        f"      -P -m scaffold migrate {name}",
+        f"      -P -m scaffold migrate {name}\n",
     )
 
 

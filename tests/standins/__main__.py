@@ -11,6 +11,9 @@ import time
 import docker
 
 from .images import build_missing, ensure_standin_images
+from .roles import ROLES
+
+ROLE_NAMES = tuple(role.name for role in ROLES)
 
 
 def main() -> None:
@@ -23,17 +26,7 @@ def main() -> None:
     started = time.monotonic()
     images = ensure_standin_images(client)
     print(f"ensure_standin_images (warm): {(time.monotonic() - started) * 1000:.0f} ms")
-    for role in (
-        "nginx",
-        "certbot",
-        "certbot_dns_rfc2136",
-        "postgres",
-        "postgres_older",
-        "authentik",
-        "pebble",
-        "dns",
-        "client",
-    ):
+    for role in ROLE_NAMES:
         ref = getattr(images, role)
         size = client.images.get(ref).attrs["Size"] / 1e6
         print(f"{ref:<40} {size:7.1f} MB")

@@ -49,6 +49,7 @@ class StandinImages:
     authentik: str
     pebble: str
     client: str
+    echoapp: str  # a web app to protect: echoes requests as JSON and WebSocket messages
     pebble_ca_pem: str  # CA of pebble's own HTTPS certificate, for REQUESTS_CA_BUNDLE in certbot
 
 

@@ -165,7 +165,7 @@ CMD ["postgres"]
 
 AUTHENTIK_ROLE = Role(
     name="authentik",
-    packages=("python3", "python3-psycopg2", "dumb-init", "openssl"),
+    packages=("python3", "python3-psycopg2", "python3-yaml", "dumb-init", "openssl"),
     files={
         "/usr/local/bin/ak": (AUTHENTIK / "ak", 0o755),
         **_dir_files(AUTHENTIK, "/usr/lib/python3/dist-packages/ak_standin", "*.py"),
@@ -176,7 +176,7 @@ groupadd --system --gid 1000 authentik
 useradd --system --gid authentik --uid 1000 --home-dir /authentik --no-create-home --shell /bin/bash authentik
 """,
     post_install="""
-mkdir -p /data /templates /certs /media /authentik
+mkdir -p /data /templates /certs /media /authentik /blueprints
 chown authentik:authentik /data /templates /certs /media /authentik
 python3 -m compileall -q /usr/lib/python3/dist-packages/ak_standin
 """,
@@ -214,6 +214,24 @@ CMD ["sleep", "infinity"]
 """,
 )
 
+# A web app to protect with forward auth: answers every request with what it received (JSON) and
+# echoes WebSocket messages, on port 8080 (ECHO_PORT). Shares the authentik stand-in's HTTP code.
+ECHOAPP = Role(
+    name="echoapp",
+    packages=("python3", "python3-yaml"),
+    files={
+        "/usr/local/bin/echo-app": (FILES / "echoapp/echo-app", 0o755),
+        **_dir_files(AUTHENTIK, "/usr/lib/python3/dist-packages/ak_standin", "*.py"),
+    },
+    post_install="python3 -m compileall -q /usr/lib/python3/dist-packages/ak_standin",
+    dockerfile="""
+ENV PYTHONUNBUFFERED=1
+USER 65534
+EXPOSE 8080
+ENTRYPOINT ["echo-app"]
+""",
+)
+
 # The same contract on the PostgreSQL major of the previous Debian release (bookworm: 15, trixie: 17),
 # so that a real major upgrade (dump, new volume, restore) runs in the tests.
 POSTGRES_OLDER = replace(POSTGRES, name="postgres_older", suite="bookworm")
@@ -229,4 +247,5 @@ ROLES: tuple[Role, ...] = (
     PEBBLE,
     DNS,
     NGINX,
+    ECHOAPP,
 )

@@ -17,6 +17,8 @@ import time
 import urllib.request
 
 from . import config
+from .blueprints import blueprints_dir
+from .catalog import Catalog
 from .database import DatabaseError, wait_for_database
 from .log import AccessLog, log
 from .server import App, serve
@@ -106,9 +108,13 @@ def worker() -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     heartbeat = config.heartbeat_file()
+    # authentik's worker applies the blueprints; the stand-in's worker reads them too, so that its log
+    # says which ones apply and which fail (the server keeps its own copy, having no shared database).
+    catalog = Catalog(blueprints_dir())
     while True:
         heartbeat.write_text(str(time.time()))
         time.sleep(HEARTBEAT_INTERVAL)
+        catalog.refresh(force=True)
 
 
 def healthcheck() -> int:

@@ -16,11 +16,17 @@ import html
 import json
 import socket
 import ssl
-from urllib.parse import quote
+from pathlib import Path
+from urllib.parse import parse_qs, quote
 
+from .blueprints import blueprints_dir
+from .catalog import Catalog
+from .core import Core
 from .csrf import origin_refusal
 from .log import AccessLog
-from .trust import TrustPolicy, parse_ip
+from .outpost import EmbeddedOutpost
+from .reply import Reply
+from .trust import RequestView, TrustPolicy, parse_ip
 from .websocket import EchoSession, handshake_accept
 
 MAX_HEAD = 64 * 1024
@@ -28,18 +34,22 @@ MAX_BODY = 8 * 1024 * 1024
 HEALTH_PATHS = frozenset({"/-/health/live/", "/-/health/ready/"})
 WEBSOCKET_PATH = "/ws/client/"
 USER_INTERFACE = "/if/user/"
+ADMIN_INTERFACE = "/if/admin/"
 FLOW_PREFIX = "/if/flow/"
 FLOW_EXECUTOR_PREFIX = "/api/v3/flows/executor/"
 LOGIN_FLOW = "default-authentication-flow"
 REASONS = {
     101: "Switching Protocols",
     200: "OK",
+    204: "No Content",
     302: "Found",
     403: "Forbidden",
+    401: "Unauthorized",
     404: "Not Found",
     400: "Bad Request",
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
     501: "Not Implemented",
 }
 
@@ -53,10 +63,15 @@ class BadRequest(Exception):
 class App:
     """State shared by all connections."""
 
-    def __init__(self, policy: TrustPolicy, access_log: AccessLog, web_path: str = "/") -> None:
+    def __init__(
+        self, policy: TrustPolicy, access_log: AccessLog, web_path: str = "/", blueprints: Path | None = None
+    ) -> None:
         self.policy = policy
         self.access_log = access_log
         self.web_path = web_path
+        self.catalog = Catalog(blueprints if blueprints is not None else blueprints_dir())
+        self.core = Core(self.catalog, web_path)
+        self.outpost = EmbeddedOutpost(self.catalog, self.core, web_path)
 
     def route(self, path: str) -> str | None:
         """The path inside authentik ('/...') for a request path, or None outside AUTHENTIK_WEB__PATH."""
@@ -74,10 +89,15 @@ def _flow_page(web_path: str, slug: str) -> bytes:
     script = (
         "const show = (id, text) => { document.getElementById(id).textContent = text; };"
         "show('location', location.href);"
+        # Like authentik's flow executor, go on to an OAuth authorization the login was for (forward
+        # auth's round trip); other targets stay on the page, whose DOM then shows the outcome.
+        f"const follow = t => {{ try {{ const to = JSON.parse(t).to || '';"
+        f" if (to.startsWith({json.dumps(web_path + 'application/o/authorize/')})) location.assign(to);"
+        " } catch (e) {} };"
         f"fetch({json.dumps(executor)} + '?query=' + encodeURIComponent(location.search.slice(1)), {{"
         "method: 'POST', headers: {'Content-Type': 'application/json'},"
         "body: JSON.stringify({component: 'ak-stage-identification', uid_field: 'akadmin'})})"
-        ".then(r => r.text().then(t => show('outcome', r.status + ' ' + t)))"
+        ".then(r => r.text().then(t => { show('outcome', r.status + ' ' + t); follow(t); }))"
         ".catch(e => show('outcome', 'error ' + e));"
     ).replace("</", "<\\/")
     return (
@@ -89,14 +109,20 @@ def _flow_page(web_path: str, slug: str) -> bytes:
 
 
 def _response(
-    status: int, body: bytes, keep_alive: bool, content_type: str = "application/json", location: str = ""
+    status: int,
+    body: bytes,
+    keep_alive: bool,
+    content_type: str = "application/json",
+    location: str = "",
+    extra: list[tuple[str, str]] | None = None,
 ) -> bytes:
-    head = (
-        f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-    )
+    head = f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n"
+    if status != 204:
+        head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
     if location:
         head += f"Location: {location}\r\n"
+    for name, value in extra or ():
+        head += f"{name}: {value}\r\n"
     if not keep_alive:
         head += "Connection: close\r\n"
     return head.encode("latin-1") + b"\r\n" + body
@@ -163,6 +189,7 @@ class HttpProtocol(asyncio.Protocol):
         self.peer = ""
         self.websocket: EchoSession | None = None
         self.continued = False
+        self.body = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -215,6 +242,7 @@ class HttpProtocol(asyncio.Protocol):
             if len(buf) < end:
                 self._continue(headers)
                 return False
+        self.body = bytes(buf[body_start:end])
         del buf[:end]
         self.continued = False
         self._respond(method, target, version, headers, body_length)
@@ -241,8 +269,17 @@ class HttpProtocol(asyncio.Protocol):
         view = app.policy.view(self.peer, self.scheme, headers)
         inner = app.route(path)
         content_type, location = "application/json", ""
+        extra: list[tuple[str, str]] = []
         refusal = origin_refusal(method, headers, view) if inner is not None else None
-        if refusal is not None:
+        reply = app.outpost.handle(method, target, headers)
+        if reply is None and inner is not None and refusal is None:
+            reply = app.core.handle(method, inner, target, headers)
+        if reply is None and inner is not None and refusal is None:
+            reply = self._interfaces(method, inner, target, headers, view)
+        if reply is not None:
+            status, payload, content_type = reply.status, reply.body, reply.content_type
+            location, extra = reply.location, reply.headers
+        elif refusal is not None:
             # What authentik's API answers (Django REST framework's wording around Django's reason).
             status, payload = 403, json.dumps({"detail": f"CSRF Failed: {refusal}"}).encode()
         elif inner is None:
@@ -255,16 +292,9 @@ class HttpProtocol(asyncio.Protocol):
             status, payload = 200, b""
         elif inner == "/":
             status, payload, location = 302, b"", app.web_path + USER_INTERFACE.lstrip("/")
-        elif inner == USER_INTERFACE:
-            status, payload = 302, b""
-            location = f"{app.web_path}{FLOW_PREFIX.lstrip('/')}{LOGIN_FLOW}/?next={quote(path, safe='')}"
         elif inner.startswith(FLOW_PREFIX) and inner.count("/") == 4:
             status, content_type = 200, "text/html; charset=utf-8"
             payload = _flow_page(app.web_path, inner.removeprefix(FLOW_PREFIX).strip("/"))
-        elif method == "POST" and inner.startswith(FLOW_EXECUTOR_PREFIX) and inner.count("/") == 6:
-            # A submitted login stage: the flow executor answers where the browser goes next.
-            status = 200
-            payload = json.dumps({"component": "xak-flow-redirect", "to": app.web_path + "if/user/"}).encode()
         elif inner == WEBSOCKET_PATH:
             accept = handshake_accept(method, version, headers)
             if accept is None:
@@ -292,13 +322,52 @@ class HttpProtocol(asyncio.Protocol):
                     "headers": headers,
                 }
             ).encode()
-        response = _response(status, payload, keep_alive, content_type, location)
+        response = _response(status, payload, keep_alive, content_type, location, extra)
         if method == "HEAD":
             response = response[: len(response) - len(payload)]
         self._send(response)
         app.access_log.request(method, target, status, view.client_ip, view.scheme, view.host)
         if not keep_alive and self.transport is not None:
             self.transport.close()
+
+    def _interfaces(
+        self, method: str, inner: str, target: str, headers: dict[str, str], view: RequestView
+    ) -> Reply | None:
+        """The user and admin interfaces and the login stage; None to echo the request."""
+        app = self.app
+        if inner == USER_INTERFACE and app.core.current_user(headers) is None:
+            path = target.split("?", 1)[0]
+            flow = f"{app.web_path}{FLOW_PREFIX.lstrip('/')}{LOGIN_FLOW}/?next={quote(path, safe='')}"
+            return Reply(302, location=flow)
+        if inner == ADMIN_INTERFACE:
+            # authentik's admin interface fills in the embedded outpost's authentik_host on its first
+            # visit when it is empty, with the URL it was opened on.
+            app.catalog.set_authentik_host(f"{view.scheme}://{view.host}")
+            return None
+        if method == "POST" and inner.startswith(FLOW_EXECUTOR_PREFIX) and inner.count("/") == 6:
+            return self._login_stage(target, view)
+        return None
+
+    def _login_stage(self, target: str, view: RequestView) -> Reply:
+        """A submitted identification stage: a session for a known user (no password in the stand-in),
+        and where the browser goes next: the flow's `next` when it is a local path, else the user UI."""
+        app = self.app
+        try:
+            submitted = json.loads(self.body or b"{}")
+        except ValueError:
+            submitted = {}
+        username = str(submitted.get("uid_field", "")) if isinstance(submitted, dict) else ""
+        cookie = app.core.login(username, secure=view.scheme == "https")
+        if cookie is None:
+            errors = {"non_field_errors": [{"string": "Failed to authenticate.", "code": "invalid"}]}
+            body = {"component": "ak-stage-identification", "response_errors": errors}
+            return Reply(200, json.dumps(body).encode(), "application/json")
+        flow_query = parse_qs(parse_qs(target.partition("?")[2]).get("query", [""])[0])
+        next_url = flow_query.get("next", [""])[0]
+        if not next_url.startswith("/") or next_url.startswith("//"):
+            next_url = app.web_path + USER_INTERFACE.lstrip("/")
+        body = {"component": "xak-flow-redirect", "to": next_url}
+        return Reply(200, json.dumps(body).encode(), "application/json", headers=[cookie])
 
     def _websocket_data(self, data: bytes) -> None:
         assert self.websocket is not None
