@@ -393,8 +393,8 @@ def run_update_command(opts: UpdateOptions) -> int:
     # The SMTP password goes to .env in memory (apply_smtp_password), never through copier's files.
     smtp_password = opts.data.get("smtp_password") or None
     dns_secret = opts.data.get("acme_dns_secret") or None
-    secrets = ("smtp_password", "acme_dns_secret")
-    opts = replace(opts, data={key: value for key, value in opts.data.items() if key not in secrets})
+    secret_questions = ("smtp_password", "acme_dns_secret")
+    opts = replace(opts, data={key: value for key, value in opts.data.items() if key not in secret_questions})
     layout = ProjectLayout(opts.project_dir)
     _require_project(opts.project_dir)
     _check_dns_answers(opts, dns_secret)
@@ -405,6 +405,8 @@ def run_update_command(opts: UpdateOptions) -> int:
         if opts.dry_run:
             if smtp_password is not None:
                 output.status("info", "AUTHENTIK_EMAIL__PASSWORD in .env would be replaced (value not shown)")
+            if dns_secret is not None:
+                output.status("info", "the DNS provider's secret in .env would be set (value not shown)")
             return _dry_run(opts, plan)
         archive = _database_backup(opts.project_dir) if opts.apply and _may_migrate(plan) else None
         backup = _backup(layout)
