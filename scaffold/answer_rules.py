@@ -660,6 +660,16 @@ def check_backup_keep(value: int, *, backup_schedule: str = "daily") -> None:
         raise AnswerProblem(f"backup_keep is {value}", "keep at least 1 archive.")
 
 
+def check_outpost_docker_socket(value: bool, *, target: str = "compose") -> None:
+    """authentik's Docker outpost integration manages containers on one daemon, not Swarm services."""
+    if value and target == "swarm":
+        raise AnswerProblem(
+            "outpost_docker_socket is true with target swarm, which authentik's Docker integration "
+            "does not support (goauthentik/authentik#2785)",
+            "answer false, and run outposts as services of the stack (the embedded outpost works as is).",
+        )
+
+
 #: The rule of every question that has one; copier.yml's validators call them through `problem_with`.
 RULES: dict[str, Callable[..., None]] = {
     "project_name": check_project_name,
@@ -691,6 +701,7 @@ RULES: dict[str, Callable[..., None]] = {
     "smtp_from": check_smtp_from,
     "backup_schedule": check_backup_schedule,
     "backup_keep": check_backup_keep,
+    "outpost_docker_socket": check_outpost_docker_socket,
 }
 
 

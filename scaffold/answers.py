@@ -56,6 +56,8 @@ class Answers:
     outpost_docker_socket: bool = False
     backup_schedule: str = "off"
     backup_keep: int = 14
+    #: compose (one machine) or swarm (`scaffold deploy` to a Docker Swarm).
+    target: str = "compose"
     src_path: str | None = None
     commit: str | None = None
     raw: dict[str, Any] | None = None
@@ -137,6 +139,7 @@ ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
     "outpost_docker_socket": bool,
     "backup_schedule": str,
     "backup_keep": int,
+    "target": str,
     "_src_path": str,
     "_commit": (str, int),
 }

@@ -63,6 +63,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor_command(args.dest.resolve(), as_json=args.json, offline=args.offline)
 
 
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from scaffold.swarm import run_deploy
+
+    return run_deploy(args.dest.resolve(), extra_files=args.file, resolve_image=args.resolve_image)
+
+
 def _cmd_backup(args: argparse.Namespace) -> int:
     from scaffold.backup import BackupOptions, run_backup
 
@@ -201,6 +207,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="machine-readable output (see docs/doctor.md)")
     doctor.add_argument("--offline", action="store_true", help="skip DNS, port and certificate checks")
+
+    deploy = _subcommand(
+        subparsers,
+        "deploy",
+        _cmd_deploy,
+        "deploy a `target: swarm` stack to Docker Swarm",
+        "Bring .env up to date (as `scaffold detect`), create the Swarm secrets from it (never shown;\n"
+        "a changed value becomes a new secret), and run `docker stack deploy --prune` of compose.yaml\n"
+        "with .env's other values exported, as the stack named after the project. Run it on a manager.",
+    )
+    _add_stack_argument(deploy)
+    deploy.add_argument(
+        "--file", "-f", type=Path, action="append", default=[], metavar="FILE",
+        help="another stack file merged over compose.yaml (repeatable), as `docker stack deploy -c`",
+    )  # fmt: skip
+    deploy.add_argument(
+        "--resolve-image",
+        choices=["always", "changed", "never"],
+        default="always",
+        help="ask the registry for image digests, as `docker stack deploy --resolve-image` (default: always)",
+    )
 
     backup = _subcommand(
         subparsers,

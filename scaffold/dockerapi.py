@@ -33,6 +33,10 @@ COMPOSE_NETWORK_LABEL = "com.docker.compose.network"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 COMPOSE_VOLUME_LABEL = "com.docker.compose.volume"
 COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
+#: What `docker stack deploy` labels a stack's networks, volumes, services and tasks with (the stack name).
+STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"
+#: The Swarm service a task's container belongs to (`<stack>_<service>`).
+SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
 
@@ -62,6 +66,12 @@ class DockerNetwork:
     @property
     def compose_network(self) -> str | None:
         return self.labels.get(COMPOSE_NETWORK_LABEL)
+
+    def belongs_to(self, project: str, network: str) -> bool:
+        """Whether this is `network` of `project`: made by Compose, or by `docker stack deploy` (Swarm)."""
+        if self.compose_project == project and self.compose_network == network:
+            return True
+        return self.labels.get(STACK_NAMESPACE_LABEL) == project and self.name == f"{project}_{network}"
 
     @property
     def bridge_name(self) -> str:
@@ -146,7 +156,8 @@ class DockerContainer:
 
     @property
     def service(self) -> str | None:
-        return self.labels.get(COMPOSE_SERVICE_LABEL)
+        """The Compose service, or for a Swarm task the stack file's service name."""
+        return self.labels.get(COMPOSE_SERVICE_LABEL) or _stack_service(self.labels)
 
     @property
     def one_off(self) -> bool:
@@ -188,6 +199,32 @@ class DockerContainer:
             },
             published=_published(settings.get("Ports") or {}),
         )
+
+
+def _stack_service(labels: Mapping[str, str]) -> str | None:
+    """`server` for a task container of the Swarm service `<stack>_server`."""
+    stack, name = labels.get(STACK_NAMESPACE_LABEL), labels.get(SWARM_SERVICE_LABEL)
+    if not stack or not name or not name.startswith(f"{stack}_"):
+        return None
+    return name.removeprefix(f"{stack}_")
+
+
+@dataclass(frozen=True)
+class SwarmService:
+    """A service of a Swarm stack and its tasks, as `docker service ls` / `docker service ps` see them."""
+
+    name: str
+    #: `replicated` or `global`.
+    mode: str
+    #: Replicas asked for (replicated), or tasks Swarm wants running (global: one per eligible node).
+    desired: int
+    #: Tasks in state `running` (with a health check, Swarm reports `running` only once healthy).
+    running: int
+    #: The last update's state (`updating`, `paused`, `completed`, `rollback_*`), "" when never updated.
+    update_state: str = ""
+    update_message: str = ""
+    #: The error of the newest task that is not running, if any.
+    task_error: str = ""
 
 
 def _environment(items: list[str]) -> dict[str, str]:
@@ -278,9 +315,9 @@ class DockerAPI:
             raise _unavailable(self.endpoint, exc) from None
 
     def project_network(self, project: str, network: str) -> DockerNetwork | None:
-        """The network Compose made for `network` of `project`, found by its labels."""
+        """The network Compose (or `docker stack deploy`) made for `network` of `project`, by its labels."""
         for item in self.networks():
-            if item.compose_project == project and item.compose_network == network:
+            if item.belongs_to(project, network):
                 return item
         return None
 
@@ -397,9 +434,13 @@ class DockerAPI:
             )
         return text
 
-    def containers(self, *, project: str | None = None, stopped: bool = False) -> list[ContainerSummary]:
-        """The containers `docker ps` lists (`stopped`: those too), of one Compose project if given."""
-        filters = {"label": f"{COMPOSE_PROJECT_LABEL}={project}"} if project else None
+    def containers(
+        self, *, project: str | None = None, stopped: bool = False, label: str | None = None
+    ) -> list[ContainerSummary]:
+        """The containers `docker ps` lists (`stopped`: those too), of one Compose project (or with one
+        label) if given."""
+        label = label or (f"{COMPOSE_PROJECT_LABEL}={project}" if project else None)
+        filters = {"label": label} if label else None
         try:
             listed = self.client.api.containers(all=stopped, filters=filters)
         except Exception as exc:
@@ -418,17 +459,58 @@ class DockerAPI:
             raise _unavailable(self.endpoint, exc) from None
 
     def project_containers(self, project: str) -> list[DockerContainer]:
-        """The containers of a Compose project's services, stopped ones included, one-off `run`s not."""
+        """The containers of a Compose project's services, stopped ones included, one-off `run`s not;
+        on a Swarm node, the stack's task containers on this node too."""
         found = []
-        for summary in self.containers(project=project, stopped=True):
+        summaries = self.containers(project=project, stopped=True)
+        summaries += self.containers(label=f"{STACK_NAMESPACE_LABEL}={project}", stopped=True)
+        for summary in summaries:
             if (
-                summary.labels.get(COMPOSE_SERVICE_LABEL)
-                and summary.labels.get(COMPOSE_ONEOFF_LABEL) != "True"
-            ):
+                summary.labels.get(COMPOSE_SERVICE_LABEL) or _stack_service(summary.labels)
+            ) and summary.labels.get(COMPOSE_ONEOFF_LABEL) != "True":
                 container = self.inspect_container(summary.id)
                 if container is not None:
                     found.append(container)
         return found
+
+    def stack_services(self, stack: str) -> list[SwarmService]:
+        """The services of a Swarm stack and their tasks (needs a manager; [] when not in a swarm)."""
+        from docker.errors import APIError
+
+        try:
+            services = self.client.api.services(filters={"label": f"{STACK_NAMESPACE_LABEL}={stack}"})
+        except APIError as exc:
+            if exc.response is not None and exc.response.status_code == 503:  # not a swarm manager
+                return []
+            raise _unavailable(self.endpoint, exc) from None
+        except Exception as exc:
+            raise _unavailable(self.endpoint, exc) from None
+        return [self._swarm_service(item) for item in services]
+
+    def _swarm_service(self, data: Mapping[str, Any]) -> SwarmService:
+        spec = data.get("Spec") or {}
+        mode = spec.get("Mode") or {}
+        tasks = self.client.api.tasks(filters={"service": data["ID"], "desired-state": "running"})
+        running = [t for t in tasks if (t.get("Status") or {}).get("State") == "running"]
+        if "Global" in mode:
+            kind, desired = "global", len(tasks)
+        else:
+            kind, desired = "replicated", int((mode.get("Replicated") or {}).get("Replicas", 1))
+        errors = [
+            str((t.get("Status") or {}).get("Err") or (t.get("Status") or {}).get("Message") or "")
+            for t in sorted(tasks, key=lambda t: t.get("UpdatedAt", ""), reverse=True)
+            if t not in running
+        ]
+        update = data.get("UpdateStatus") or {}
+        return SwarmService(
+            name=str(spec.get("Name", "")),
+            mode=kind,
+            desired=desired,
+            running=len(running),
+            update_state=str(update.get("State") or ""),
+            update_message=str(update.get("Message") or ""),
+            task_error=next((e for e in errors if e), ""),
+        )
 
     def logs(self, container_id: str, *, since: int) -> str:
         """A container's output (stdout and stderr) since the Unix time `since`.

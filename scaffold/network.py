@@ -5,7 +5,8 @@ authentik trusts each proxy subnet without its gateway (the Docker host); see
 simply recomputed, so `scaffold detect` and the hook of `scaffold update` migrate it.
 
 The truth, in order: a subnet the user pinned (answer or `# pinned` in .env); the subnet of
-the project's proxy network when Docker already has it (found by Compose's labels); the value
+the project's proxy network when Docker already has it (found by Compose's or, on Swarm, the
+stack's labels: the overlay network exists once `scaffold deploy` ran); the value
 already in .env when it is still free; else a free subnet chosen for this project. Any
 disagreement between .env and Docker is reported, never left silent.
 """
@@ -200,14 +201,7 @@ def decide_subnets(answers: Answers, env: EnvDocument, docker: DockerAPI | None)
     """Values for PROXY_SUBNET(_V6) and the trusted CIDRs. `docker=None` means unreachable."""
     decision = SubnetDecision(verified=docker is not None)
     networks = docker.networks() if docker is not None else []
-    own = next(
-        (
-            n
-            for n in networks
-            if n.compose_project == answers.project_name and n.compose_network == PROXY_NETWORK
-        ),
-        None,
-    )
+    own = next((n for n in networks if n.belongs_to(answers.project_name, PROXY_NETWORK)), None)
     decision.network = own
     inputs = _Inputs(answers, env, own, _occupied(docker, own, networks))
 

@@ -476,6 +476,14 @@ def _apply_or_restore(
         raise type(exc)(f"{exc.message}; the project is as it was before the update", hint=exc.hint) from None
 
 
+def _apply_commands(project_dir: Path) -> tuple[str, str]:
+    """(what to tell the user, what `--apply` runs) to put the updated project into service: Compose's
+    pull and up, or on Swarm `scaffold deploy` (the stack file needs its secrets and .env exported)."""
+    if load_answers(project_dir).target == "swarm":
+        return "scaffold deploy", f"{shlex.quote(sys.executable)} -m scaffold deploy"
+    return APPLY_COMMANDS, APPLY_COMMANDS
+
+
 def _report(
     opts: UpdateOptions,
     attention: bool,
@@ -497,9 +505,10 @@ def _report(
             output.say(f"to go back after the apply: {back}")
         if move is not None and move.is_upgrade and not _moved(opts.project_dir, move):
             return EXIT_FAILED
-        result = subprocess.run(APPLY_COMMANDS, shell=True, cwd=opts.project_dir, check=False)
+        command = _apply_commands(opts.project_dir)[1]
+        result = subprocess.run(command, shell=True, cwd=opts.project_dir, check=False)
         return EXIT_OK if result.returncode == 0 else EXIT_FAILED
-    output.say(f"apply it with: {APPLY_COMMANDS}")
+    output.say(f"apply it with: {_apply_commands(opts.project_dir)[0]}")
     return EXIT_NEEDS_ATTENTION if attention else EXIT_OK
 
 

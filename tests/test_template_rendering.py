@@ -192,6 +192,7 @@ VALID_ANSWERS = st.fixed_dictionaries(
         ),
         "web_path": _valid("web_path", st.from_regex(r"(/[A-Za-z0-9._~-]{1,6}){0,3}/", fullmatch=True)),
         "upstream_scheme": st.sampled_from(["https", "http"]),
+        "target": st.sampled_from(["compose", "swarm"]),
         "enable_ipv6": st.booleans(),
         "upstream_proxies": _valid("upstream_proxies", _upstream_proxies()),
         "http_port": st.integers(1, 32000),
@@ -220,6 +221,7 @@ EXAMPLE_ANSWERS = {
     **VALID_TEXT_ANSWERS,
     "acme_accept_no_email": False,
     "upstream_scheme": "https",
+    "target": "compose",
     "enable_ipv6": False,
     "http_port": 80,
     "https_port": 443,
@@ -258,7 +260,12 @@ def _nginx_statements(text: str) -> list[list[str]]:
 def test_every_valid_answer_reaches_each_generated_file_unchanged(jinja_env, answers):
     compose = yaml.safe_load(_render(jinja_env, "compose.yaml.jinja", answers))
     unescape = lambda value: value.replace("$$", "$")  # noqa: E731  (what Compose does with `$$`)
-    assert isinstance(compose["name"], str) and compose["name"] == answers["project_name"]
+    if (
+        answers["target"] == "compose"
+    ):  # a Swarm stack file may not have `name:` (the stack is named on deploy)
+        assert isinstance(compose["name"], str) and compose["name"] == answers["project_name"]
+    else:
+        assert "name" not in compose and compose["services"]["nginx"]["deploy"]["mode"] == "global"
     certbot = {key: unescape(value) for key, value in compose["services"]["certbot"]["environment"].items()}
     assert certbot["DOMAIN"] == answers["domain"]
     assert certbot["ACME_SERVER"] == acme_directory_url(answers["acme_server"])
@@ -275,6 +282,10 @@ def test_every_valid_answer_reaches_each_generated_file_unchanged(jinja_env, ans
     if answers["web_path"] != "/":
         assert ["location", "^~", answers["web_path"]] in site
     assert ["return", "301", answers["public_url"] + "$request_uri"] in site
+    # Swarm: every replica by Swarm's task DNS name, looked up while nginx runs; Compose: the upstream block.
+    upstream = "$scaffold_authentik:" if answers["target"] == "swarm" else "authentik"
+    passes = [s[1] for s in site if s[0] == "proxy_pass"]
+    assert len(passes) == 1 and passes[0].startswith(f"{answers['upstream_scheme']}://{upstream}"), passes
 
     env_example = _render(jinja_env, ".env.example.jinja", answers)
     values = dotenv_values(stream=io.StringIO(env_example), interpolate=False)

@@ -333,7 +333,9 @@ def not_running_skip(ctx: Context) -> Outcome | None:
     if not ctx.stack_running:
         return skip(
             f"not checked: no container of project '{ctx.project}' is running",
-            "start the stack with `docker compose up -d` to run this check",
+            "start the stack with "
+            + ("`scaffold deploy`" if ctx.answers.target == "swarm" else "`docker compose up -d`")
+            + " to run this check",
         )
     return None
 

@@ -9,6 +9,8 @@ GOOD_ANSWERS = [
     ("backup_schedule", "daily", {}),
     ("backup_keep", 1, {"backup_schedule": "daily"}),
     ("backup_keep", 0, {"backup_schedule": "off"}),
+    ("outpost_docker_socket", True, {"target": "compose"}),
+    ("outpost_docker_socket", False, {"target": "swarm"}),
     ("public_url", "https://sso.example.test", ON_DOMAIN),
     ("public_url", "https://sso.example.test:18443", ON_DOMAIN),
     ("project_name", "2024", {}),

@@ -180,7 +180,10 @@ def _drift(ctx: Context, env: EnvDocument) -> _Drift:
         if container is None:
             continue
         drift.checked.append(service)
-        for key in keys:
+        # On Swarm .env reaches a service only where the stack file names a key; secrets come as
+        # files (Swarm secrets), their variables hold `file://` references.
+        swarm = ctx.answers.target == "swarm"
+        for key in (k for k in keys if not swarm or (k in container.env and k not in envkeys.SECRET_KEYS)):
             value = env.get(key)
             if value is not None and value != container.env.get(key):
                 drift.stale.setdefault(key, []).append(service)
@@ -205,7 +208,11 @@ def check_env_applied(ctx: Context) -> Outcome:
             f"authentik runs with an older .env: {listed} changed since its containers were created "
             "(values not shown)"
         )
-        fixes.append("`docker compose up -d` recreates the containers with the current .env")
+        fixes.append(
+            "`scaffold deploy` updates the services with the current .env"
+            if ctx.answers.target == "swarm"
+            else "`docker compose up -d` recreates the containers with the current .env"
+        )
         if envkeys.PG_PASS in drift.stale:
             fixes.append(
                 "PG_PASS changed: the database keeps its old password until you change it inside "
