@@ -117,8 +117,8 @@ def check_domain(value: str) -> None:
     if "*" in value:
         raise AnswerProblem(
             f"{shown(value)} is a wildcard",
-            "give the one host name authentik is served on (wildcard certificates need a DNS "
-            "challenge, which this stack does not use).",
+            "give the one host name authentik is served on; for a certificate that also covers "
+            "*.domain, answer acme_wildcard=true (with acme_challenge=dns).",
         )
     if "/" in value:
         raise AnswerProblem(
@@ -178,6 +178,153 @@ def check_acme_server(value: str) -> None:
 def acme_directory_url(value: str) -> str:
     """The directory URL certbot gets: the named Let's Encrypt directories, or the URL as given."""
     return ACME_DIRECTORIES.get(value, value)
+
+
+@dataclass(frozen=True)
+class DnsProvider:
+    """A certbot DNS plugin the template offers: its image, and where its one secret goes."""
+
+    plugin: str  # certbot's plugin name: --dns-rfc2136, image certbot/dns-rfc2136
+    secret_setting: str  # the credentials file's key for the secret
+    env_key: str  # the `.env` key that holds the secret (the only place it is kept)
+    secret_word: str  # what the provider calls it, for messages and the question
+
+
+#: The official certbot DNS plugins this template offers; each has an image of its own.
+DNS_PROVIDERS = {
+    "rfc2136": DnsProvider("dns-rfc2136", "dns_rfc2136_secret", "CERTBOT_RFC2136_SECRET", "TSIG secret"),
+    "cloudflare": DnsProvider(
+        "dns-cloudflare", "dns_cloudflare_api_token", "CERTBOT_CLOUDFLARE_API_TOKEN", "API token"
+    ),
+}
+ACME_CHALLENGES = ("http", "dns")
+#: Folder prefixes of copier's temporary renders during an update (scaffold/hook.py skips them too).
+COPIER_REPLICAS = ("copier._main.old_copy.", "copier._main.new_copy.")
+#: The TSIG algorithms certbot's rfc2136 plugin accepts.
+TSIG_ALGORITHMS = ("HMAC-MD5", "HMAC-SHA1", "HMAC-SHA224", "HMAC-SHA256", "HMAC-SHA384", "HMAC-SHA512")
+# What a credentials file value and a `.env` value can both hold unquoted: base64 and token characters.
+_DNS_SECRET = r"[A-Za-z0-9+/=_.-]{8,512}"
+_TSIG_KEY_NAME = rf"{_MIXED_CASE_LABEL}(?:\.{_MIXED_CASE_LABEL})*\.?"
+
+
+def check_acme_challenge(value: str) -> None:
+    if value not in ACME_CHALLENGES:
+        raise AnswerProblem(
+            f"{shown(value)} is not a challenge type",
+            "use 'http' (HTTP-01 through port 80) or 'dns' (DNS-01: a TXT record, no port 80 needed).",
+        )
+
+
+def check_acme_dns_provider(value: str, *, acme_challenge: str = "dns") -> None:
+    if acme_challenge == "dns" and value not in DNS_PROVIDERS:
+        raise AnswerProblem(
+            f"{shown(value)} is not a DNS provider this template supports",
+            f"use one of {', '.join(DNS_PROVIDERS)} (rfc2136 covers BIND, Knot, PowerDNS and routers that "
+            "accept dynamic updates).",
+        )
+
+
+def check_acme_wildcard(value: bool, *, acme_challenge: str = "dns") -> None:
+    if value and acme_challenge != "dns":
+        raise AnswerProblem(
+            "A wildcard certificate needs the DNS challenge (the CA only checks *.domain through DNS)",
+            "set acme_challenge=dns and a DNS provider, or acme_wildcard=false.",
+        )
+
+
+def check_acme_dns_propagation_seconds(value: int, *, acme_challenge: str = "dns") -> None:
+    if acme_challenge == "dns" and not 0 <= int(value) <= 3600:
+        raise AnswerProblem(
+            f"acme_dns_propagation_seconds is {value}",
+            "use 0 to 3600 seconds (how long certbot waits for the TXT record to reach every DNS server).",
+        )
+
+
+def check_acme_rfc2136_server(value: str, *, acme_dns_provider: str = "rfc2136") -> None:
+    if acme_dns_provider != "rfc2136":
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise AnswerProblem(
+            f"{shown(value)} is not an IP address (certbot's rfc2136 plugin takes no host name)",
+            "give the IPv4 or IPv6 address of the DNS server that accepts dynamic updates, e.g. "
+            "192.0.2.53 (its port is acme_rfc2136_port).",
+        ) from None
+
+
+def check_acme_rfc2136_port(value: int, *, acme_dns_provider: str = "rfc2136") -> None:
+    if acme_dns_provider == "rfc2136":
+        check_port(value)
+
+
+def check_acme_rfc2136_key_name(value: str, *, acme_dns_provider: str = "rfc2136") -> None:
+    if acme_dns_provider == "rfc2136" and (len(value) > 254 or not re.fullmatch(_TSIG_KEY_NAME, value)):
+        raise AnswerProblem(
+            f"{shown(value)} is not a TSIG key name",
+            "give the key's name as the DNS server knows it, e.g. certbot. or acme-update.example.com "
+            "(letters, digits, '-' and dots).",
+        )
+
+
+def check_acme_rfc2136_algorithm(value: str, *, acme_dns_provider: str = "rfc2136") -> None:
+    if acme_dns_provider == "rfc2136" and value.upper() not in TSIG_ALGORITHMS:
+        raise AnswerProblem(
+            f"{shown(value)} is not a TSIG algorithm certbot knows",
+            f"use one of {', '.join(TSIG_ALGORITHMS)} (the algorithm of the key on the DNS server).",
+        )
+
+
+def check_acme_dns_secret(
+    value: str, *, acme_challenge: str = "dns", acme_dns_provider: str = "rfc2136", stored: bool = False
+) -> None:
+    """The provider's secret (never shown): required unless `.env` already holds one (`stored`)."""
+    provider = DNS_PROVIDERS.get(acme_dns_provider)
+    if acme_challenge != "dns" or provider is None:
+        return
+    if not value:
+        if stored:
+            return
+        raise AnswerProblem(
+            f"The {acme_dns_provider} {provider.secret_word} is missing: certbot cannot create the TXT "
+            "record without it",
+            f"give it (it is written only to .env as {provider.env_key}, never to the answers file), "
+            "or choose acme_challenge=http.",
+        )
+    if not re.fullmatch(_DNS_SECRET, value):
+        raise AnswerProblem(
+            f"The {acme_dns_provider} {provider.secret_word} does not look like one (value not shown)",
+            "give it exactly as the provider shows it: 8 to 512 characters among letters, digits and "
+            "+ / = _ . - (base64 for a TSIG secret), no spaces or quotes.",
+        )
+
+
+def dns_secret_stored(destination: object, acme_dns_provider: str) -> bool:
+    """Whether the project's `.env` already holds the provider's secret (an update need not give it).
+
+    A plain line scan, enough for the question: scaffold's hook reads `.env` properly afterwards.
+    True in copier's temporary renders of an update (they hold no `.env`; copier passes every answer,
+    the empty secret included, to them as data): the question was answered in the project itself.
+    """
+    provider = DNS_PROVIDERS.get(acme_dns_provider)
+    if provider is None:
+        return False
+    if any(part.startswith(COPIER_REPLICAS) for part in str(destination).split(os.sep)):
+        return True
+    try:
+        with open(os.path.join(str(destination), ".env"), encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        return False
+    pattern = rf"(?m)^[ \t]*(?:export[ \t]+)?{provider.env_key}[ \t]*=[ \t]*['\"]?[^\s'\"#]"
+    return re.search(pattern, text) is not None
+
+
+def certbot_image(acme_challenge: str, acme_dns_provider: str = "rfc2136") -> str:
+    """The certbot project's image without its tag: the one that carries the chosen DNS plugin."""
+    if acme_challenge != "dns":
+        return "certbot/certbot"
+    return f"certbot/{DNS_PROVIDERS[acme_dns_provider].plugin}"
 
 
 # --- authentik ---------------------------------------------------------------------------------
@@ -404,6 +551,18 @@ def parse_upstream_proxies(value: object) -> UpstreamProxies:
 def check_port(value: int) -> None:
     if not 1 <= int(value) <= 65535:
         raise AnswerProblem(f"{value} is not a TCP port", "use 1 to 65535.")
+
+
+def check_http_port(value: int, *, acme_challenge: str = "http") -> None:
+    """0 means "not published", which only DNS-01 can live with."""
+    if int(value) == 0:
+        if acme_challenge != "dns":
+            raise AnswerProblem(
+                "http_port 0 (no HTTP port) leaves the CA's HTTP-01 check nothing to reach",
+                "publish a port (80 unless a router forwards another one), or use acme_challenge=dns.",
+            )
+        return
+    check_port(value)
 
 
 def check_https_port(value: int, *, http_port: int = 80) -> None:
@@ -709,7 +868,16 @@ RULES: dict[str, Callable[..., None]] = {
     "proxy_subnet": check_proxy_subnet,
     "proxy_subnet_v6": check_proxy_subnet_v6,
     "upstream_proxies": parse_upstream_proxies,
-    "http_port": check_port,
+    "acme_challenge": check_acme_challenge,
+    "acme_dns_provider": check_acme_dns_provider,
+    "acme_wildcard": check_acme_wildcard,
+    "acme_dns_propagation_seconds": check_acme_dns_propagation_seconds,
+    "acme_rfc2136_server": check_acme_rfc2136_server,
+    "acme_rfc2136_port": check_acme_rfc2136_port,
+    "acme_rfc2136_key_name": check_acme_rfc2136_key_name,
+    "acme_rfc2136_algorithm": check_acme_rfc2136_algorithm,
+    "acme_dns_secret": check_acme_dns_secret,
+    "http_port": check_http_port,
     "https_port": check_https_port,
     "public_url": check_public_url,
     "smtp_host": check_smtp_host,
@@ -791,6 +959,19 @@ def json_string(value: object) -> str:
 
 #: What copier's Jinja environment gets (scaffold/copier_extension.py installs them).
 TEMPLATE_GLOBALS: dict[str, Callable[..., Any]] = {"problem_with": problem_with}
+
+
+def wildcard_covers(
+    host: str, *, domain: str, acme_challenge: str = "http", acme_wildcard: bool = False
+) -> bool:
+    """True when the wildcard certificate of `domain` (DNS-01 with `acme_wildcard`) names `host`: one
+    label left of `domain`, as RFC 6125 matches. Such an app host needs no certificate of its own."""
+    if acme_challenge != "dns" or not acme_wildcard:
+        return False
+    head, _, rest = host.lower().partition(".")
+    return bool(head) and rest == domain.lower()
+
+
 TEMPLATE_FILTERS: dict[str, Callable[..., Any]] = {
     "default_project_name": default_project_name,
     "acme_directory_url": acme_directory_url,
@@ -799,4 +980,7 @@ TEMPLATE_FILTERS: dict[str, Callable[..., Any]] = {
     "parsed_apps": parse_apps,
     "app_public_port": app_public_port,
     "json_string": json_string,
+    "dns_secret_stored": dns_secret_stored,
+    "wildcard_covers": wildcard_covers,
+    "certbot_image": certbot_image,
 }

@@ -19,7 +19,8 @@ ANSWERS_FILE = ".copier-answers.yml"
 class Answers:
     """Every question of copier.yml, typed, with copier.yml's defaults (a test keeps the two in step).
 
-    The SMTP password is a secret answer: it is never in the answers file, so never here.
+    The SMTP password and the DNS provider's secret are secret answers: never in the answers file,
+    so never here.
     """
 
     project_name: str
@@ -28,6 +29,14 @@ class Answers:
     acme_email: str = ""
     acme_accept_no_email: bool = False
     acme_server: str = "letsencrypt"
+    acme_challenge: str = "http"
+    acme_dns_provider: str = "rfc2136"
+    acme_wildcard: bool = False
+    acme_dns_propagation_seconds: int = 60
+    acme_rfc2136_server: str = ""
+    acme_rfc2136_port: int = 53
+    acme_rfc2136_key_name: str = ""
+    acme_rfc2136_algorithm: str = "HMAC-SHA512"
     web_path: str = "/"
     upstream_scheme: str = "https"
     proxy_subnet: str = "auto"
@@ -55,6 +64,16 @@ class Answers:
     commit: str | None = None
     raw: dict[str, Any] | None = None
 
+    @property
+    def dns_challenge(self) -> bool:
+        return self.acme_challenge == "dns"
+
+    @property
+    def certificate_names(self) -> tuple[str, ...]:
+        """The names the main certificate must carry: the domain, and `*.domain` with acme_wildcard."""
+        wildcard = self.dns_challenge and self.acme_wildcard
+        return (self.domain, f"*.{self.domain}") if wildcard else (self.domain,)
+
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> Answers:
         missing = [key for key in ("project_name", "domain", "authentik_version") if not data.get(key)]
@@ -68,6 +87,10 @@ class Answers:
             for item in fields(cls)
             if item.name in ANSWER_TYPES and item.name not in ("project_name", "domain", "authentik_version")
         }
+        # 0 is a real answer for these (no HTTP port published; no propagation wait).
+        for key in ("http_port", "acme_dns_propagation_seconds"):
+            if data.get(key) == 0:
+                values[key] = 0
         values["public_url"] = data.get("public_url") or default_public_url(
             data["domain"], data.get("https_port")
         )
@@ -96,6 +119,14 @@ ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
     "acme_email": str,
     "acme_accept_no_email": bool,
     "acme_server": str,
+    "acme_challenge": str,
+    "acme_dns_provider": str,
+    "acme_wildcard": bool,
+    "acme_dns_propagation_seconds": int,
+    "acme_rfc2136_server": str,
+    "acme_rfc2136_port": int,
+    "acme_rfc2136_key_name": str,
+    "acme_rfc2136_algorithm": str,
     "web_path": str,
     "upstream_scheme": str,
     "proxy_subnet": str,

@@ -35,6 +35,8 @@ def render_app(app: App, answers: dict[str, Any]) -> str:
         "enable_ipv6": False,
         "upstream_scheme": "https",
         "web_path": "/",
+        "acme_challenge": "http",
+        "acme_wildcard": False,
         **answers,
         "app": app,
     }

@@ -38,6 +38,11 @@ NETWORK_COMMENT = (
     "Managed by scaffold from Docker's view of the proxy network (see .env.example); "
     "end a line with `# pinned` to set it yourself."
 )
+#: Set (to "1", never to the secret) by `scaffold new` while copier runs the hook: the DNS secret it
+#: holds in memory reaches .env right after, so its absence is not a problem to report yet.
+DNS_SECRET_PENDING = "SCAFFOLD_DNS_SECRET_PENDING"
+#: How messages name a secret given now (never its value).
+_SECRET_WORDS = {envkeys.SMTP_PASSWORD: "SMTP password"}
 UNVERIFIED = "unverified: Docker was unreachable; run `scaffold detect`"
 
 
@@ -145,6 +150,7 @@ def run_detect(
     use_docker: bool = True,
     dry_run: bool = False,
     smtp_password: str | None = None,
+    dns_secret: str | None = None,
 ) -> DetectReport:
     """Bring `.env` up to date. Raises only when `.env` cannot be read or written at all.
 
@@ -156,7 +162,9 @@ def run_detect(
     for path in layout.scaffold_paths():
         refuse_symlink(path)
     if smtp_password is None and not dry_run:
-        smtp_password = _take_handoff(layout)
+        smtp_password = _take_handoff(layout.smtp_handoff, "the SMTP password", "smtp_password")
+    if dns_secret is None and not dry_run:
+        dns_secret = _take_handoff(layout.dns_secret_handoff, "the DNS provider's secret", "acme_dns_secret")
     answers = load_answers(project_dir)
     report = DetectReport(env_file=layout.env_file)
 
@@ -169,7 +177,8 @@ def run_detect(
             report.docker_error = exc
     try:
         with nullcontext() if dry_run else exclusive_lock(layout.lock_file):
-            _detect_locked(layout, answers, docker, report, dry_run=dry_run, smtp_password=smtp_password)
+            given = {envkeys.SMTP_PASSWORD: smtp_password, _dns_secret_key(answers): dns_secret}
+            _detect_locked(layout, answers, docker, report, dry_run=dry_run, given=given)
     finally:
         if owned_client and docker is not None:
             docker.close()
@@ -199,16 +208,18 @@ def _detect_locked(
     report: DetectReport,
     *,
     dry_run: bool,
-    smtp_password: str | None,
+    given: dict[str | None, str | None],
 ) -> None:
+    """`given`: secrets given now (in memory or through a hand-off file), by `.env` key."""
     env = EnvDocument.load(layout.env_file)
+    given = {key: value for key, value in given.items() if key and value}
     report.created = not layout.env_file.exists()
     report.problems = env.problems()
     if _refuse_ambiguous(env, report):
-        if smtp_password:
+        for key in given:
             report.errors.append(
-                f"{envkeys.SMTP_PASSWORD}: the SMTP password given now was not saved; once .env is fixed, "
-                "give it again with `scaffold update --data smtp_password=...` (or edit .env)"
+                f"{key}: the {_SECRET_WORDS.get(key, 'secret')} given now was not saved; once .env is "
+                "fixed, give it again with `scaffold update --data ...` (or edit .env)"
             )
         return
     if not dry_run:
@@ -220,8 +231,8 @@ def _detect_locked(
         env, _plan_secrets(env, docker, answers, report), secret=True, comment=SECRET_COMMENT, report=report
     )
 
-    if smtp_password:
-        _apply(env, envkeys.SMTP_PASSWORD, smtp_password, secret=True, comment=None, report=report)
+    for key, value in given.items():
+        _apply(env, key, value, secret=True, comment=None, report=report)
 
     answer_values = _plan_answer_settings(env, answers, state, report)
     for key, value in answer_values.items():
@@ -241,6 +252,36 @@ def _detect_locked(
         atomic_write_text(layout.env_file, env.render(), mode=0o600)
         report.written = True
     _record_state(layout, state, env, answers, verified=decision.verified)
+    _sync_dns_credentials(layout, answers, env, report)
+
+
+def _dns_secret_key(answers: Answers) -> str | None:
+    """The `.env` key of the DNS provider's secret (None with the HTTP challenge)."""
+    from scaffold.dnscreds import provider_of
+
+    provider = provider_of(answers)
+    return provider.env_key if provider else None
+
+
+def _sync_dns_credentials(
+    layout: ProjectLayout, answers: Answers, env: EnvDocument, report: DetectReport
+) -> None:
+    """certbot's credentials file follows `.env` and the answers (see scaffold/dnscreds.py)."""
+    from scaffold.dnscreds import sync_credentials
+
+    key = _dns_secret_key(answers)
+    if key is not None and not layout.state_dir.exists():
+        layout.state_dir.mkdir(mode=0o700)
+    result = sync_credentials(layout.root, answers, env.get(key) if key else None)
+    shown = result.path.relative_to(layout.root)
+    if result.problem and os.environ.get(DNS_SECRET_PENDING) == "1":
+        report.notes.append(f"{shown}: written once the secret given to scaffold is in .env")
+    elif result.problem:
+        report.errors.append(result.problem)
+    elif result.action == "written":
+        report.notes.append(f"{shown}: written for certbot's {answers.acme_dns_provider} plugin (mode 0600)")
+    elif result.action == "removed":
+        report.notes.append(f"{shown}: removed (the HTTP challenge needs no DNS credentials)")
 
 
 def _refuse_ambiguous(env: EnvDocument, report: DetectReport) -> bool:
@@ -277,6 +318,41 @@ def apply_smtp_password(project_dir: Path, password: str) -> bool:
     return report.ok
 
 
+def apply_dns_secret(project_dir: Path, secret: str) -> bool:
+    """Put the DNS provider's secret given to `scaffold new`/`update` into `.env` and certbot's credentials
+    file, in memory (copier never sees it); True if ok. Prints what happened (never the value).
+
+    The answers must already say `acme_challenge=dns` (after copier ran)."""
+    answers = load_answers(project_dir)
+    if not answers.dns_challenge:
+        output.status("warn", "acme_dns_secret was not used: it applies only with acme_challenge=dns")
+        return False
+    report = run_detect(project_dir, dns_secret=secret)
+    output.print_detect_report(report, stream=sys.stdout)
+    return report.ok
+
+
+def store_secret(project_dir: Path, key: str, value: str) -> None:
+    """Put one secret into `.env` as given (a backup first when it changes), before copier runs.
+
+    `scaffold update` uses it for the DNS secret, so that the detection after copier finds it and writes
+    certbot's credentials file; the update's own backup puts `.env` back if the update fails.
+    """
+    layout = ProjectLayout(project_dir)
+    for path in layout.scaffold_paths():
+        refuse_symlink(path)
+    with exclusive_lock(layout.lock_file):
+        env = EnvDocument.load(layout.env_file)
+        require_unambiguous_env(project_dir)
+        if env.get(key) == value:
+            return
+        env.set(key, value)
+        if layout.env_file.exists():
+            backup_file(layout.env_file, layout.backups_dir, label="env")
+        atomic_write_text(layout.env_file, env.render(), mode=0o600)
+    output.status("ok", f"{key}: set in .env (value not shown)")
+
+
 def _ambiguity_summary(blocking: list[EnvProblem]) -> str:
     lines = ", ".join(str(n) for n in dict.fromkeys(problem.line for problem in blocking))
     return (
@@ -310,22 +386,21 @@ def _record_state(
         state.save(layout.state_file)
 
 
-def _take_handoff(layout: ProjectLayout) -> str | None:
-    """The SMTP password plain copier rendered into `.scaffold/smtp-password`, exactly; the file is deleted.
+def _take_handoff(path: Path, what: str, question: str) -> str | None:
+    """A secret plain copier rendered into a hand-off file under `.scaffold/`, exactly; the file is deleted.
 
     copier writes it with the template's mode (0644) into a folder it may have created 0755, so the
     folder is made private and the file read and deleted before anything else: it never outlives this
     run, whatever happens next. A file that is not UTF-8 is deleted and reported, never guessed at.
     """
-    path = layout.smtp_handoff
     try:
-        if layout.state_dir.is_dir():
-            os.chmod(layout.state_dir, 0o700)
+        if path.parent.is_dir():
+            os.chmod(path.parent, 0o700)
     except OSError:
         pass  # another user's folder: reading and deleting the file below still happen at once
     if path.is_dir():
         raise EnvFileError(
-            f"{path} is a folder; scaffold uses that name for copier's SMTP password hand-off file",
+            f"{path} is a folder; scaffold uses that name for copier's hand-off file of {what}",
             hint=f"move the folder out of the way (`mv {path} {path}.dir`) and run again",
         )
     try:
@@ -338,8 +413,8 @@ def _take_handoff(layout: ProjectLayout) -> str | None:
         return data.decode("utf-8") or None
     except UnicodeDecodeError:
         raise EnvFileError(
-            f"{path} was not valid UTF-8, so the SMTP password in it was not used (the file is deleted)",
-            hint="give the password again with `scaffold update --data smtp_password=...`",
+            f"{path} was not valid UTF-8, so {what} in it was not used (the file is deleted)",
+            hint=f"give it again with `scaffold update --data {question}=...`",
         ) from None
 
 

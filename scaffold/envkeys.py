@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 
+from scaffold.answer_rules import DNS_PROVIDERS
 from scaffold.answers import Answers
 
 PG_PASS = "PG_PASS"
@@ -20,7 +21,9 @@ PROXY_SUBNET = "PROXY_SUBNET"
 PROXY_SUBNET_V6 = "PROXY_SUBNET_V6"
 TRUSTED_CIDRS = "AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"
 
-SECRET_KEYS = (PG_PASS, SECRET_KEY, SMTP_PASSWORD)
+DNS_SECRETS = tuple(provider.env_key for provider in DNS_PROVIDERS.values())
+
+SECRET_KEYS = (PG_PASS, SECRET_KEY, SMTP_PASSWORD, *DNS_SECRETS)
 SUBNET_KEYS = (PROXY_SUBNET, PROXY_SUBNET_V6, TRUSTED_CIDRS)
 
 # Shortest acceptable lengths; the install docs' `openssl rand -base64 36 / 60` give 48 / 80.

@@ -58,6 +58,16 @@ class ProjectLayout:
         return self.state_dir / "smtp-password"
 
     @property
+    def dns_secret_handoff(self) -> Path:
+        """The DNS provider's secret, handed over by plain copier like `smtp_handoff`."""
+        return self.state_dir / "dns-secret"
+
+    @property
+    def dns_credentials(self) -> Path:
+        """certbot's DNS credentials file (scaffold/dnscreds.py), derived from `.env`."""
+        return self.state_dir / "dns" / "credentials.ini"
+
+    @property
     def archives_dir(self) -> Path:
         """Where `scaffold backup` puts its archives by default (they hold `.env`: private)."""
         return self.state_dir / "archives"
@@ -73,6 +83,9 @@ class ProjectLayout:
             self.backups_dir,
             self.archives_dir,
             self.smtp_handoff,
+            self.dns_secret_handoff,
+            self.dns_credentials.parent,
+            self.dns_credentials,
         )
 
     def ensure_data_dirs(self) -> list[str]:

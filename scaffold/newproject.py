@@ -8,9 +8,13 @@ only update a clean git work tree.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from scaffold import output
 from scaffold.errors import ProjectError, SubnetError, TemplateError, UsageError
@@ -73,6 +77,48 @@ def check_destination(dest: Path) -> None:
             f"{dest} already exists and is not an empty folder",
             hint="choose a new folder; to change an existing stack use `scaffold update` in it",
         )
+
+
+@contextlib.contextmanager
+def _dns_secret_pending(pending: bool) -> Iterator[None]:
+    """Tell copier's hook that the DNS secret follows (a flag: the secret itself stays in memory here)."""
+    from scaffold.detect import DNS_SECRET_PENDING
+
+    if not pending:
+        yield
+        return
+    os.environ[DNS_SECRET_PENDING] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(DNS_SECRET_PENDING, None)
+
+
+#: Answers of the rfc2136 plugin that have no usable default: `--defaults` would leave them empty.
+_RFC2136_REQUIRED = ("acme_rfc2136_server", "acme_rfc2136_key_name")
+
+
+def check_dns_answers(answers: dict[str, Any], secret: str | None, *, stored: bool = False) -> None:
+    """Check what a non-interactive DNS challenge needs before anything is written: the secret (scaffold
+    keeps it away from copier, which therefore cannot check it) and the rfc2136 settings that copier
+    would fill with their empty defaults, unchecked. `stored`: `.env` already holds the secret."""
+    from scaffold.answer_rules import RULES, AnswerProblem
+
+    challenge = answers.get("acme_challenge", "http")
+    provider = answers.get("acme_dns_provider", "rfc2136")
+    if challenge != "dns":
+        return
+    checks: list[tuple[str, Any, dict[str, Any]]] = []
+    if provider == "rfc2136":
+        only_provider = {"acme_dns_provider": provider}
+        checks += [(name, answers.get(name, ""), only_provider) for name in _RFC2136_REQUIRED]
+    context = {"acme_challenge": challenge, "acme_dns_provider": provider, "stored": stored}
+    checks.append(("acme_dns_secret", secret or "", context))
+    for question, value, others in checks:
+        try:
+            RULES[question](value, **others)
+        except AnswerProblem as problem:
+            raise UsageError(f"invalid answer '{question}': {problem.message}", hint=problem.fix) from None
 
 
 def check_explicit_subnet(data: dict[str, str]) -> None:
@@ -159,22 +205,29 @@ def create_project(
     check_data_keys(data, template_questions(source))
     check_destination(dest)
     check_explicit_subnet(data)
-    # The SMTP password goes to .env in memory: through copier it would sit in a file copier writes 0644.
+    # Secrets go to .env in memory: through copier they would sit in a file copier writes 0644.
     smtp_password = data.get("smtp_password") or None
-    data = {key: value for key, value in data.items() if key != "smtp_password"}
+    dns_secret = data.get("acme_dns_secret") or None
+    if defaults:  # else copier asks, the secret without echo
+        check_dns_answers(data, dns_secret)
+    data = {key: value for key, value in data.items() if key not in ("smtp_password", "acme_dns_secret")}
 
     from scaffold.inprocess import offer_task
 
-    with offer_task() as task:
+    with _dns_secret_pending(dns_secret is not None), offer_task() as task:
         run_copier_copy(source, dest, data, defaults=defaults, vcs_ref=vcs_ref)
-    if task.claimed:  # the template's task is this process's own code: run it here, not in a new Python
-        from scaffold.hook import main as run_hook
+        if task.claimed:  # the template's task is this process's own code: run it here, not in a new Python
+            from scaffold.hook import main as run_hook
 
-        run_hook(dest)
+            run_hook(dest)
     if smtp_password is not None:
         from scaffold.detect import apply_smtp_password
 
         apply_smtp_password(dest, smtp_password)
+    if dns_secret is not None:
+        from scaffold.detect import apply_dns_secret
+
+        apply_dns_secret(dest, dns_secret)
 
     git(dest, "init", "-q")
     commit_all(dest, "Generate authentik stack with authentik-scaffold")

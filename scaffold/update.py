@@ -426,9 +426,12 @@ def _postgres_move(project: Path, old_text: str, rendered: Path) -> TemplateMove
 def run_update_command(opts: UpdateOptions) -> int:
     # The SMTP password goes to .env in memory (apply_smtp_password), never through copier's files.
     smtp_password = opts.data.get("smtp_password") or None
-    opts = replace(opts, data={key: value for key, value in opts.data.items() if key != "smtp_password"})
+    dns_secret = opts.data.get("acme_dns_secret") or None
+    secret_questions = ("smtp_password", "acme_dns_secret")
+    opts = replace(opts, data={key: value for key, value in opts.data.items() if key not in secret_questions})
     layout = ProjectLayout(opts.project_dir)
     _require_project(opts.project_dir)
+    _check_dns_answers(opts, dns_secret)
     with exclusive_lock(layout.update_lock_file, timeout=LOCK_WAIT):
         plan = preflight(opts)
         for warning in plan.warnings:
@@ -436,26 +439,55 @@ def run_update_command(opts: UpdateOptions) -> int:
         if opts.dry_run:
             if smtp_password is not None:
                 output.status("info", "AUTHENTIK_EMAIL__PASSWORD in .env would be replaced (value not shown)")
+            if dns_secret is not None:
+                output.status("info", "the DNS provider's secret in .env would be set (value not shown)")
             return _dry_run(opts, plan)
         archive = _database_backup(opts.project_dir) if opts.apply and _may_migrate(plan) else None
         backup = _backup(layout)
         output.status("ok", f"backup: {backup}")
         output.say(f"      restore with: {restore_command(layout, backup)}")
-        attention, move = _apply_or_restore(opts, plan, layout, backup, smtp_password)
+        attention, move = _apply_or_restore(opts, plan, layout, backup, smtp_password, dns_secret)
         return _report(opts, attention, archive, move)
 
 
+def _store_dns_secret(opts: UpdateOptions, secret: str) -> None:
+    from scaffold.answer_rules import DNS_PROVIDERS
+    from scaffold.detect import store_secret
+
+    provider = opts.data.get("acme_dns_provider", load_answers(opts.project_dir).acme_dns_provider)
+    if provider in DNS_PROVIDERS:  # else copier refuses the provider, and nothing is kept
+        store_secret(opts.project_dir, DNS_PROVIDERS[provider].env_key, secret)
+
+
+def _check_dns_answers(opts: UpdateOptions, secret: str | None) -> None:
+    """The DNS challenge needs its settings and its secret, given now or already in .env."""
+    from scaffold.answer_rules import dns_secret_stored
+    from scaffold.newproject import check_dns_answers
+
+    answers = {**(load_answers(opts.project_dir).raw or {}), **opts.data}
+    stored = dns_secret_stored(opts.project_dir, answers.get("acme_dns_provider", "rfc2136"))
+    check_dns_answers(answers, secret, stored=stored)
+
+
 def _apply_or_restore(
-    opts: UpdateOptions, plan: UpdatePlan, layout: ProjectLayout, backup: Path, smtp_password: str | None
+    opts: UpdateOptions,
+    plan: UpdatePlan,
+    layout: ProjectLayout,
+    backup: Path,
+    smtp_password: str | None,
+    dns_secret: str | None = None,
 ) -> tuple[bool, TemplateMove | None]:
     """copier update, the detection, a new SMTP password and the postgresql image; on any failure,
-    put the backup back.
+    put the backup back. A DNS secret goes into .env first, so that the detection writes certbot's
+    credentials file from it.
 
     Returns whether the detection found something to fix, and what the template's postgresql image
     change means for the database (None when it did not change).
     """
     try:
         old_compose = _compose_text(layout.root)
+        if dns_secret is not None:
+            _store_dns_secret(opts, dns_secret)
         _run_copier_update(opts.project_dir, plan, opts.conflict)
         attention = run_template_detect(opts.project_dir, apps=True) != 0
         if smtp_password is not None:

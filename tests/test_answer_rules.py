@@ -90,7 +90,25 @@ BAD_ANSWERS = [
     ("web_path", "/my auth/", {}, "not URL-safe"),
     ("web_path", "/a;b/", {}, "not URL-safe"),
     ("web_path", "/.well-known/sso/", {}, "under /.well-known/"),
-    ("http_port", 0, {}, "not a TCP port"),
+    ("http_port", 0, {}, "HTTP-01 check nothing to reach"),
+    ("http_port", 0, {"acme_challenge": "http"}, "use acme_challenge=dns"),
+    ("http_port", 70000, {"acme_challenge": "dns"}, "not a TCP port"),
+    ("acme_challenge", "tls-alpn", {}, "not a challenge type"),
+    ("acme_dns_provider", "route66", {}, "not a DNS provider this template supports: use one of rfc2136"),
+    ("acme_dns_provider", "", {}, "not a DNS provider this template supports"),
+    ("acme_wildcard", True, {"acme_challenge": "http"}, "needs the DNS challenge"),
+    ("acme_dns_propagation_seconds", 7200, {}, "use 0 to 3600 seconds"),
+    ("acme_rfc2136_server", "", {}, "not an IP address"),
+    ("acme_rfc2136_server", "192.0.2.53:53", {}, "not an IP address"),
+    ("acme_rfc2136_server", "ns1.example.test", {}, "takes no host name"),
+    ("acme_rfc2136_port", 0, {}, "not a TCP port"),
+    ("acme_rfc2136_key_name", "", {}, "not a TSIG key name"),
+    ("acme_rfc2136_key_name", "my key", {}, "not a TSIG key name"),
+    ("acme_rfc2136_algorithm", "HMAC-SHA3", {}, "not a TSIG algorithm certbot knows"),
+    ("acme_dns_secret", "", {"acme_dns_provider": "rfc2136"}, "TSIG secret is missing"),
+    ("acme_dns_secret", "", {"acme_dns_provider": "cloudflare"}, "API token is missing"),
+    ("acme_dns_secret", "has spaces in it", {}, "does not look like one"),
+    ("acme_dns_secret", "abcdefgh\nX=1", {}, "does not look like one"),
     ("https_port", 65536, {"http_port": 80}, "not a TCP port"),
     ("https_port", 80, {"http_port": 80}, "must differ"),
     ("smtp_host", "smtp example.com", {}, "not a host name"),
@@ -187,6 +205,28 @@ def test_the_smtp_password_is_never_shown_in_a_message():
     assert message and "hunter2" not in message
 
 
+def test_the_dns_secret_is_never_shown_in_a_message():
+    secret = "hunter2 very secret"
+    for provider in ("rfc2136", "cloudflare"):
+        message = problem_with("acme_dns_secret", secret, acme_dns_provider=provider)
+        assert message and "hunter2" not in message
+
+
+def test_a_dns_secret_already_in_env_counts_only_for_its_provider(tmp_path):
+    from scaffold.answer_rules import dns_secret_stored
+
+    assert not dns_secret_stored(tmp_path, "rfc2136")
+    env = "PG_PASS=x\nCERTBOT_RFC2136_SECRET=\nexport CERTBOT_CLOUDFLARE_API_TOKEN='t0k'\n"
+    (tmp_path / ".env").write_text(env)
+    assert not dns_secret_stored(tmp_path, "rfc2136")
+    assert dns_secret_stored(tmp_path, "cloudflare")
+    (tmp_path / ".env").write_text("CERTBOT_RFC2136_SECRET=c2VjcmV0  # TSIG\n")
+    assert dns_secret_stored(tmp_path, "rfc2136")
+    assert not dns_secret_stored(tmp_path, "route66")
+    # copier's temporary render of an update holds no .env: the question was answered in the project.
+    assert dns_secret_stored(tmp_path / "copier._main.new_copy.x1y2" / "sso", "rfc2136")
+
+
 def test_answers_of_a_disabled_feature_are_not_checked():
     for question in ("smtp_host", "smtp_port", "smtp_username", "smtp_password", "smtp_from"):
         assert problem_with(question, "\n" if question != "smtp_port" else 0, smtp_enabled=False) == ""
@@ -213,6 +253,9 @@ def test_every_text_rule_has_a_valid_example_here():
             "backup_keep",
             "outpost_docker_socket",
             "apps",
+            "acme_wildcard",
+            "acme_dns_propagation_seconds",
+            "acme_rfc2136_port",
         }
     }
     assert text_rules - {"smtp_port"} == set(VALID_TEXT_ANSWERS)

@@ -213,7 +213,10 @@ BLUEPRINT = "blueprints/{% if apps %}scaffold-apps.yaml{% endif %}.jinja"
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(apps=VALID_APPS.filter(bool), port=st.sampled_from(["", ":18443"]))
 def test_the_blueprint_passes_authentik_s_schema_and_names_every_app(jinja_env, apps, port):
-    answers = {"apps": apps, "domain": DOMAIN, "public_url": f"https://{DOMAIN}{port}", "web_path": "/"}
+    answers = {
+        "apps": apps, "domain": DOMAIN, "public_url": f"https://{DOMAIN}{port}", "web_path": "/",
+        "acme_challenge": "http", "acme_wildcard": False,
+    }  # fmt: skip
     text = _render(jinja_env, BLUEPRINT, answers)
     assert validate_blueprint(text) == []
     from tests.standins.authentik.blueprints import load_text
@@ -232,6 +235,28 @@ def test_the_blueprint_passes_authentik_s_schema_and_names_every_app(jinja_env, 
     certbot_hosts = _render(jinja_env, "certbot/hosts.jinja", answers)
     listed = [line for line in certbot_hosts.splitlines() if line and not line.startswith("#")]
     assert sorted(listed) == sorted(spec["host"] for spec in apps.values())
+
+
+def test_app_hosts_the_wildcard_names_use_it_and_get_no_certificate_of_their_own(jinja_env):
+    """Issue 17 meets issue 15: with DNS-01 and acme_wildcard, *.DOMAIN covers an app host one label
+    under DOMAIN (nginx serves it authentik's certificate, certbot keeps no lineage for it); a host
+    deeper down or under another domain keeps its own certificate."""
+    apps = {
+        "web": {"host": f"web.{DOMAIN}", "upstream": "http://echo:8080"},
+        "deep": {"host": f"a.b.{DOMAIN}", "upstream": "http://echo:8080"},
+        "other": {"host": "other.example.org", "upstream": "http://echo:8080"},
+    }
+    for wildcard, own in (
+        (True, {f"a.b.{DOMAIN}", "other.example.org"}),
+        (False, {a["host"] for a in apps.values()}),
+    ):
+        answers = {"apps": apps, "domain": DOMAIN, "acme_challenge": "dns", "acme_wildcard": wildcard}
+        listed = _render(jinja_env, "certbot/hosts.jinja", answers).splitlines()
+        assert {line for line in listed if line and not line.startswith("#")} == own
+        for app in parse_apps(apps, domain=DOMAIN):
+            conf = render_app(app, {**answers, "public_url": f"https://{DOMAIN}"})
+            path = "served" if app.host not in own else f"hosts/{app.host}"
+            assert f"ssl_certificate     /var/cache/nginx/scaffold/{path}/fullchain.pem;" in conf, conf
 
 
 def _statements(text: str) -> list[list[str]]:

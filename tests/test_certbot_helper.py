@@ -207,3 +207,106 @@ def test_an_app_host_gets_its_own_placeholder_and_lineage_apart_from_the_domain(
     assert (host_state / "current" / "fullchain.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
     assert os.readlink(letsencrypt / "scaffold" / "current") == domain_before
     assert (letsencrypt / "scaffold" / "generation").read_text() != generation
+
+
+# --- DNS-01 (issue 17) -----------------------------------------------------------------------------
+
+DNS_ENV = {"ACME_CHALLENGE": "dns", "DNS_PLUGIN": "rfc2136", "CERT_WILDCARD": "true"}
+
+
+def test_a_certificate_without_the_wildcard_name_is_requested_again(letsencrypt: Path) -> None:
+    write_pair(letsencrypt / "live" / DOMAIN, *good_pair())
+    assert helper(letsencrypt, "has-certificate").returncode == 0
+    result = helper(letsencrypt, "has-certificate", **DNS_ENV)
+    assert result.returncode == 1
+    assert f"wanted: *.{DOMAIN}, {DOMAIN}" in result.stdout
+    der, key = make_cert(cn=DOMAIN, names=(DOMAIN, f"*.{DOMAIN}"))
+    write_pair(letsencrypt / "live" / DOMAIN, ssl.DER_cert_to_PEM_cert(der), key)
+    assert helper(letsencrypt, "has-certificate", **DNS_ENV).returncode == 0
+
+
+def test_a_lineage_from_the_other_challenge_is_replaced_once(letsencrypt: Path) -> None:
+    write_pair(letsencrypt / "live" / DOMAIN, *good_pair())
+    conf = letsencrypt / "renewal" / f"{DOMAIN}.conf"
+    conf.write_text(conf.read_text() + "[renewalparams]\nauthenticator = webroot\n")
+    assert helper(letsencrypt, "needs-other-challenge").returncode == 1
+    result = helper(letsencrypt, "needs-other-challenge", **DNS_ENV)
+    assert result.returncode == 0 and "obtained with webroot, now dns-rfc2136" in result.stdout
+    conf.write_text(conf.read_text().replace("webroot", "dns-rfc2136"))
+    assert helper(letsencrypt, "needs-other-challenge", **DNS_ENV).returncode == 1
+
+
+#: (what certbot's log said, words of the cause the helper gives)
+DNS_LOGS = [
+    (
+        "Encountered error adding TXT record: The peer didn't like the signature we sent",
+        "refused certbot's TSIG key",
+    ),
+    ("dns.tsig.PeerBadKey: The peer didn't know the key we used", "refused certbot's TSIG key"),
+    (
+        "PluginError: Unable to determine base domain for _acme-challenge.sso.example.test",
+        "zone of the domain",
+    ),
+    ("Received response from server: REFUSED", "refused the update"),
+    ("dns.exception.Timeout: The DNS operation timed out", "did not answer"),
+    (
+        "Detail: DNS problem: NXDOMAIN looking up TXT for _acme-challenge.sso.example.test",
+        "did not see the TXT",
+    ),
+    (
+        "requests.exceptions.ConnectionError: HTTPSConnectionPool(host='pebble')",
+        "cannot reach the ACME server",
+    ),
+    ("CloudflareAPIError: Invalid request headers", "refused the API token"),
+]
+
+
+@pytest.mark.parametrize(("line", "cause"), DNS_LOGS)
+def test_a_dns_failure_is_named_in_the_log_and_kept_for_doctor(
+    tmp_path: Path, letsencrypt: Path, line, cause
+):
+    log = tmp_path / "letsencrypt.log"
+    log.write_text(f"2026-12-07 02:00:00,000:DEBUG:certbot._internal.main:certbot version: 5.1.0\n{line}\n")
+    result = helper(letsencrypt, "explain-dns-failure", CERTBOT_LOG=str(log), **DNS_ENV)
+    assert result.returncode == 0
+    assert "DNS-01 failed: " in result.stdout and cause in result.stdout, result.stdout
+    assert "check:" in result.stdout
+    recorded = (letsencrypt / "scaffold" / "last-failure").read_text()
+    assert cause in recorded
+    assert helper(letsencrypt, "clear-failure").returncode == 0
+    assert not (letsencrypt / "scaffold" / "last-failure").exists()
+
+
+def test_an_unknown_dns_failure_quotes_certbot_without_the_secret(tmp_path: Path, letsencrypt: Path) -> None:
+    credentials = tmp_path / "credentials.ini"
+    credentials.write_text("dns_rfc2136_server = 192.0.2.53\ndns_rfc2136_secret = c2VjcmV0LXZhbHVl\n")
+    credentials.chmod(0o600)
+    log = tmp_path / "letsencrypt.log"
+    log.write_text("certbot.errors.Error: something odd with c2VjcmV0LXZhbHVl in it\n")
+    result = helper(
+        letsencrypt, "explain-dns-failure", CERTBOT_LOG=str(log), DNS_CREDENTIALS=str(credentials), **DNS_ENV
+    )
+    assert "something odd with <secret> in it" in result.stdout
+    assert "c2VjcmV0LXZhbHVl" not in result.stdout
+
+
+def test_missing_dns_credentials_say_to_run_scaffold_detect(tmp_path: Path, letsencrypt: Path) -> None:
+    result = helper(
+        letsencrypt, "check-dns-credentials", DNS_CREDENTIALS=str(tmp_path / "none.ini"), **DNS_ENV
+    )
+    assert result.returncode == 1 and "run `scaffold detect`" in result.stdout
+
+
+def test_a_failure_found_before_certbot_ran_is_not_blamed_on_its_old_log(
+    tmp_path: Path, letsencrypt: Path
+) -> None:
+    log = tmp_path / "letsencrypt.log"
+    log.write_text("The peer didn't like the signature we sent\n")
+    os.utime(log, (1_000_000, 1_000_000))  # an old run
+    missing = helper(
+        letsencrypt, "check-dns-credentials", DNS_CREDENTIALS=str(tmp_path / "none.ini"), **DNS_ENV
+    )
+    assert missing.returncode == 1
+    explained = helper(letsencrypt, "explain-dns-failure", CERTBOT_LOG=str(log), **DNS_ENV)
+    assert explained.stdout == ""
+    assert "DNS credentials file" in (letsencrypt / "scaffold" / "last-failure").read_text()

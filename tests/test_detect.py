@@ -202,6 +202,37 @@ def test_smtp_password_through_new_and_update_is_exact_replaces_the_old_one_and_
     assert not (project / ".scaffold" / "smtp-password").exists()
 
 
+DNS_DATA = ["acme_challenge=dns", "acme_rfc2136_server=192.0.2.53", "acme_rfc2136_key_name=certbot."]
+TSIG_SECRET = "dHNpZy1zZWNyZXQtZm9yLXVwZGF0ZQ=="
+
+
+def test_switching_to_dns_by_update_needs_the_secret_and_keeps_it_in_env_and_certbot_s_file_only(
+    tmp_path: Path,
+):
+    """Issue 17: an update to DNS-01: without the secret nothing changes, with it no step complains."""
+    template = make_template_repo(tmp_path / "template")
+    project = tmp_path / "sso"
+    data = ["--data", "domain=sso.example.test", "--data", "acme_email=a@example.test"]
+    created = scaffold_cli(tmp_path, "new", str(project), "--defaults", "--template", str(template), *data)
+    assert created.returncode == 0, created.stdout + created.stderr
+    before = snapshot(project)
+
+    refused = scaffold_cli(project, "update", *(part for item in DNS_DATA for part in ("--data", item)))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "TSIG secret is missing" in refused.stderr and "acme_dns_secret" in refused.stderr
+    assert snapshot(project) == before
+
+    arguments = [part for item in [*DNS_DATA, f"acme_dns_secret={TSIG_SECRET}"] for part in ("--data", item)]
+    updated = scaffold_cli(project, "update", *arguments)
+    printed = updated.stdout + updated.stderr
+    assert updated.returncode == 0, printed
+    assert TSIG_SECRET not in printed and "CERTBOT_RFC2136_SECRET: set in .env (value not shown)" in printed
+    credentials = project / ".scaffold" / "dns" / "credentials.ini"
+    assert f"dns_rfc2136_secret = {TSIG_SECRET}\n" in credentials.read_text()
+    assert os.stat(credentials).st_mode & 0o777 == 0o600
+    assert sorted(files_holding(project, TSIG_SECRET)) == [".env", ".scaffold/dns/credentials.ini"]
+
+
 def test_a_handoff_file_never_outlives_a_run_that_stops(pristine: Path, tmp_path: Path):
     project = copy_of(pristine, tmp_path / "proj")
     env = project / ".env"
@@ -351,6 +382,9 @@ WRITTEN_PATHS = {
     ".scaffold/backups": "folder",
     ".scaffold/archives": "folder",
     ".scaffold/smtp-password": "file",
+    ".scaffold/dns-secret": "file",
+    ".scaffold/dns": "folder",
+    ".scaffold/dns/credentials.ini": "file",
 }
 
 
@@ -380,6 +414,7 @@ def test_no_path_scaffold_writes_follows_a_symlink(pristine: Path, tmp_path: Pat
         shutil.rmtree(target)
     else:
         target.unlink(missing_ok=True)
+    target.parent.mkdir(mode=0o700, exist_ok=True)
     target.symlink_to(victim)
     outside, inside = snapshot(elsewhere), snapshot(project)
     for command in (["detect"], ["detect", "--dry-run"], ["hook"]):

@@ -570,6 +570,17 @@ def test_certbot_entrypoint_and_python(docker_client: docker.DockerClient, image
     assert run_once(docker_client, images.certbot, probe, entrypoint="/bin/sh") == "1\nok\n"
 
 
+@pytest.mark.docker
+def test_certbot_dns_rfc2136_is_certbot_with_the_plugin(
+    docker_client: docker.DockerClient, images: StandinImages
+) -> None:
+    """certbot/dns-rfc2136's contract: certbot's own (entrypoint, volumes) plus the plugin."""
+    config = docker_client.images.get(images.certbot_dns_rfc2136).attrs["Config"]
+    assert config["Entrypoint"] == ["certbot"]
+    assert set(config["Volumes"]) == {"/etc/letsencrypt", "/var/lib/letsencrypt"}
+    assert "dns-rfc2136" in run_once(docker_client, images.certbot_dns_rfc2136, ["plugins", "--text"])
+
+
 # --------------------------------------------------------------------------- postgres
 
 

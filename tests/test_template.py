@@ -38,6 +38,21 @@ VARIANTS = {
     "docker-socket": {"outpost_docker_socket": True},
     "no-email": {"acme_email": "", "acme_accept_no_email": True},
     "pinned-subnet": {"proxy_subnet": "10.222.77.0/28"},
+    # Issue 17: DNS-01 with a wildcard and no HTTP port; and the Cloudflare plugin.
+    "dns-rfc2136": {
+        "acme_challenge": "dns",
+        "acme_wildcard": True,
+        "acme_rfc2136_server": "192.0.2.53",
+        "acme_rfc2136_key_name": "certbot.",
+        "acme_dns_secret": "c2VjcmV0LXRzaWcta2V5LWJ5dGVz",
+        "http_port": 0,
+    },
+    "dns-cloudflare": {
+        "acme_challenge": "dns",
+        "acme_dns_provider": "cloudflare",
+        "acme_dns_propagation_seconds": 30,
+        "acme_dns_secret": "Abc_def-1234567890abcdefghijklmnopqrstuv",
+    },
     "web-path": {"web_path": "/auth/", "https_port": 8443},
     # A router takes public port 443 to host port 8443: users open https://DOMAIN.
     "behind-router": {"https_port": 8443, "public_url": f"https://{DOMAIN}"},
@@ -104,7 +119,7 @@ def test_compose_config_accepts_the_stack(rendered):
             assert not spec.get("ports"), f"{service} publishes ports: only nginx may"
     ports = {(p["published"], p["target"]) for p in config["services"]["nginx"]["ports"]}
     http, https = VARIANTS[name].get("http_port", 80), VARIANTS[name].get("https_port", 443)
-    assert ports == {(str(http), 80), (str(https), 443)}
+    assert ports == {(str(https), 443)} | ({(str(http), 80)} if http else set())  # 0: no HTTP port
 
 
 def test_compose_project_name_is_the_answer_even_when_yaml_would_read_a_number(rendered):
@@ -159,6 +174,66 @@ def test_authentik_settings_and_secrets_reach_the_containers_only_through_env(re
         assert not (project / ".scaffold" / "smtp-password").exists(), (
             "the password hand-off file was left behind"
         )
+
+
+def test_certbot_gets_the_dns_plugin_its_credentials_and_the_names_only_with_dns(rendered):
+    """Issue 17: the plugin's image, its settings, a 0600 credentials file from .env, no port 80 if asked."""
+    name, project = rendered
+    config = compose_config(project)
+    certbot, nginx = config["services"]["certbot"], config["services"]["nginx"]
+    credentials = project / ".scaffold" / "dns" / "credentials.ini"
+    published = {port["target"] for port in nginx["ports"]}
+    if not name.startswith("dns-"):
+        assert (
+            certbot["image"].startswith("certbot/certbot:") and "ACME_CHALLENGE" not in certbot["environment"]
+        )
+        assert not credentials.exists() and published == {80, 443}
+        return
+    answers = VARIANTS[name]
+    provider = answers.get("acme_dns_provider", "rfc2136")
+    assert certbot["image"].startswith(f"certbot/dns-{provider}:")
+    environment = certbot["environment"]
+    assert environment["ACME_CHALLENGE"] == "dns" and environment["DNS_PLUGIN"] == provider
+    assert environment["DNS_PROPAGATION_SECONDS"] == str(answers.get("acme_dns_propagation_seconds", 60))
+    assert environment.get("CERT_WILDCARD") == ("true" if answers.get("acme_wildcard") else None)
+    mount = next(v for v in certbot["volumes"] if v["target"] == "/run/scaffold-dns")
+    assert mount["source"] == str(credentials.parent) and mount.get("read_only") is True
+    assert all(v["target"] != "/run/scaffold-dns" for v in nginx["volumes"]), "nginx must not see the secret"
+    assert published == ({443} if answers.get("http_port") == 0 else {80, 443})
+    secret = answers["acme_dns_secret"]
+    assert (
+        dotenv_values(project / ".env")[
+            f"CERTBOT_{provider.upper()}_{'SECRET' if provider == 'rfc2136' else 'API_TOKEN'}"
+        ]
+        == secret
+    )
+    assert credentials.stat().st_mode & 0o777 == 0o600 and credentials.parent.stat().st_mode & 0o777 == 0o700
+    assert f"= {secret}\n" in credentials.read_text()
+    if provider == "rfc2136":
+        assert "dns_rfc2136_server = 192.0.2.53" in credentials.read_text()
+    assert not (project / ".scaffold" / "dns-secret").exists(), "the secret's hand-off file was left behind"
+    outside_env = "".join(
+        p.read_text(errors="replace")
+        for p in project.rglob("*")
+        if p.is_file() and p.name != ".env" and p != credentials and "backups" not in p.parts
+    )
+    assert secret not in outside_env
+
+
+def test_detect_rewrites_the_credentials_file_when_env_changes_and_removes_it_for_http(tmp_path: Path):
+    project = generate(tmp_path / "dns", VARIANTS["dns-rfc2136"])
+    credentials = project / ".scaffold" / "dns" / "credentials.ini"
+    env = project / ".env"
+    env.write_text(
+        env.read_text().replace(VARIANTS["dns-rfc2136"]["acme_dns_secret"], "bmV3LXNlY3JldC12YWx1ZQ==")
+    )
+    assert main(["detect", str(project)]) == 0
+    assert "dns_rfc2136_secret = bmV3LXNlY3JldC12YWx1ZQ==\n" in credentials.read_text()
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    answers = project / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("acme_challenge: dns", "acme_challenge: http"))
+    assert main(["detect", str(project)]) == 0
+    assert not credentials.exists(), "a secret no service needs is one copy too many"
 
 
 def test_docker_socket_only_when_asked(rendered):
@@ -353,6 +428,21 @@ BAD_ANSWERS = [
     (["proxy_subnet=010.1.2.0/28"], "leading zeros are not permitted"),
     (["enable_ipv6=true", "proxy_subnet_v6=fd12:3456:789a:1::1/64"], "did you mean fd12:3456:789a:1::/64?"),
     (["enable_ipv6=true", "proxy_subnet_v6=fd::::/64"], "at most one '::'"),
+    # Issue 17: DNS-01 answers.
+    (["acme_challenge=dns", "acme_dns_provider=route66"], "not a DNS provider this template supports"),
+    (["acme_wildcard=true"], "needs the DNS challenge"),
+    (
+        [
+            "acme_challenge=dns",
+            "acme_rfc2136_server=192.0.2.53",
+            "acme_rfc2136_key_name=k.",
+            "acme_dns_secret=",
+        ],
+        "TSIG secret is missing",
+    ),
+    (["acme_challenge=dns", "acme_dns_provider=cloudflare", "acme_dns_secret="], "API token is missing"),
+    (["acme_challenge=dns", "acme_dns_secret=c2VjcmV0LXRzaWc=", "acme_rfc2136_server="], "not an IP address"),
+    (["http_port=0"], "HTTP-01 check nothing to reach"),
 ]
 
 
@@ -518,3 +608,27 @@ def test_copier_cli_from_a_clean_clone_as_the_readme_says(tmp_path: Path):
     env = dotenv_values(dest / ".env")
     assert env["PG_PASS"] and env["PG_PASS"] not in result.stdout + result.stderr
     assert f"_src_path: {clone}" in (dest / ".copier-answers.yml").read_text()
+
+
+def test_plain_copier_keeps_the_dns_secret_out_of_its_output_and_the_answers_file(tmp_path: Path):
+    """Issue 17: with plain copier the secret passes through the hand-off file, never through output."""
+    secret = "c2VjcmV0LWZvci1jb3BpZXItb25seQ=="
+    dest = tmp_path / "stack"
+    data = {
+        "domain": DOMAIN,
+        "acme_email": "admin@example.test",
+        "acme_challenge": "dns",
+        "acme_rfc2136_server": "192.0.2.53",
+        "acme_rfc2136_key_name": "certbot.",
+        "acme_dns_secret": secret,
+    }
+    argv = ["copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD"]
+    for key, value in data.items():
+        argv += ["--data", f"{key}={value}"]
+    result = subprocess.run([*argv, str(REPO_ROOT), str(dest)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout + result.stderr
+    assert dotenv_values(dest / ".env")["CERTBOT_RFC2136_SECRET"] == secret
+    assert secret not in (dest / ".copier-answers.yml").read_text()
+    assert not (dest / ".scaffold" / "dns-secret").exists()
+    assert (dest / ".scaffold").stat().st_mode & 0o777 == 0o700

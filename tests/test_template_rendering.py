@@ -80,6 +80,16 @@ def _answers_for(question: str):
     return st.one_of(st.text(max_size=30), st.sampled_from(known), spoiled)
 
 
+@pytest.fixture(scope="module")
+def destinations(tmp_path_factory) -> dict:
+    """A project folder whose .env holds every DNS provider's secret, and one without .env."""
+    from scaffold.answer_rules import DNS_PROVIDERS
+
+    with_env, without = tmp_path_factory.mktemp("with-env"), tmp_path_factory.mktemp("without-env")
+    (with_env / ".env").write_text("".join(f"{p.env_key}=c2VjcmV0\n" for p in DNS_PROVIDERS.values()))
+    return {True: with_env, False: without}
+
+
 @functools.cache
 def _validator(jinja_env, question: str):
     """The question's validator compiled once (copier compiles it at each answer; same template)."""
@@ -89,7 +99,7 @@ def _validator(jinja_env, question: str):
 @pytest.mark.parametrize("question", sorted(RULES))
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_validator_rendered_by_copier_says_what_the_python_rule_says(jinja_env, question, data):
+def test_validator_rendered_by_copier_says_what_the_python_rule_says(jinja_env, destinations, question, data):
     """The answer, and the other answers its rule depends on (the rule's keyword-only parameters)."""
     depends_on = [
         name
@@ -97,11 +107,20 @@ def test_validator_rendered_by_copier_says_what_the_python_rule_says(jinja_env, 
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY
     ]
     context = {
-        name: data.draw(_by_type(QUESTIONS[name].get("type", "str")), label=name) for name in depends_on
+        name: data.draw(_by_type(QUESTIONS[name].get("type", "str")), label=name)
+        for name in depends_on
+        if name != "stored"
     }
     context[question] = data.draw(_answers_for(question), label=question)
+    others = {name: context[name] for name in depends_on if name != "stored"}
+    if "stored" in depends_on:  # computed by the validator from the destination's .env
+        context["acme_dns_provider"] = data.draw(st.sampled_from(["rfc2136", "cloudflare", "x"]))
+        others["acme_dns_provider"] = context["acme_dns_provider"]
+        with_env = data.draw(st.booleans(), label="stored")
+        context["_copier_conf"] = {"dst_path": str(destinations[with_env])}
+        others["stored"] = with_env and context["acme_dns_provider"] != "x"
     rendered = _validator(jinja_env, question).render(context).strip()
-    expected = problem_with(question, context[question], **{name: context[name] for name in depends_on})
+    expected = problem_with(question, context[question], **others)
     assert rendered == expected.strip(), (question, context[question])
 
 

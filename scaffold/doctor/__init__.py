@@ -82,7 +82,7 @@ JSON_SCHEMA: dict[str, Any] = {
 
 def all_checks() -> tuple[Check, ...]:
     """Every check, in report order. Imported here so that `scaffold --help` loads none of them."""
-    from scaffold.doctor import apps, backup, files, network, proxy, stack, tls, trust, versions
+    from scaffold.doctor import acme, apps, backup, files, network, proxy, stack, tls, trust, versions
 
     return (
         *files.CHECKS,
@@ -92,6 +92,7 @@ def all_checks() -> tuple[Check, ...]:
         *versions.CHECKS,
         *network.CHECKS,
         *tls.CHECKS,
+        *acme.CHECKS,
         *stack.CHECKS,
         *apps.CHECKS,
     )

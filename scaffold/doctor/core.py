@@ -183,7 +183,9 @@ class Context:
 
     @cached_property
     def http_port(self) -> int:
-        return int(self.answer("http_port", 80) or 80)
+        """0: no HTTP port is published (the DNS challenge needs none)."""
+        value = self.answer("http_port", 80)
+        return 0 if value == 0 else int(value or 80)
 
     @cached_property
     def https_port(self) -> int:

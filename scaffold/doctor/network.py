@@ -311,6 +311,16 @@ def _free_for_nginx(port: int, answer: str, note: str) -> Outcome:
 
 
 def check_http_port(ctx: Context) -> Outcome:
+    if ctx.http_port == 0:
+        nginx = ctx.running("nginx")
+        if nginx is not None and nginx.host_ports(80):
+            return warn(
+                f"http_port is 0 (no HTTP port) but nginx publishes its port 80 on host port "
+                f"{', '.join(map(str, nginx.host_ports(80)))}",
+                "restore the `ports:` of nginx in compose.yaml (`git diff compose.yaml`), then "
+                "`docker compose up -d nginx`",
+            )
+        return ok("no HTTP port is published (http_port 0): certificates come through the DNS challenge")
     return check_port(ctx, answer="http_port", container_port=80)
 
 

@@ -156,21 +156,32 @@ def evaluate_certificate(
     certbot_started: dt.datetime | None,
     source: str,
     stack_running: bool = True,
+    wanted: tuple[str, ...] = (),
+    dns_challenge: bool = False,
 ) -> dict[str, Outcome]:
-    """Outcomes for tls.certificate-issued, -names and -expiry. `certbot_started` None: not running."""
+    """Outcomes for tls.certificate-issued, -names and -expiry. `certbot_started` None: not running.
+
+    `wanted`: every name the certificate must carry (the domain, `*.domain` with acme_wildcard)."""
     issuance_fix = (
         "`docker compose logs certbot` says why; the usual causes: "
         f"{domain} does not resolve to this host (see network.dns), or port 80 of the public address does "
         "not reach this host's nginx (router forwarding, firewall; see network.port-http). After fixing, "
         "`docker compose restart certbot` retries at once"
     )
+    if dns_challenge:
+        issuance_fix = (
+            "`docker compose logs certbot` says why (tls.acme-last-attempt too); the usual causes: a wrong "
+            "TSIG secret or API token, a zone the server or account does not hold, or a TXT record that "
+            "is not visible yet (see tls.dns-credentials and tls.dns-server). After fixing, "
+            "`docker compose restart certbot` retries at once"
+        )
     if info.subject_cn == PLACEHOLDER_SUBJECT:
         issued = _placeholder(source, now, certbot_started, stack_running, issuance_fix)
     else:
         issued = _issuer(info, source, domain)
     return {
         "issued": issued,
-        "names": _names(info, source, domain, issuance_fix),
+        "names": _names(info, source, domain, issuance_fix, wanted),
         "expiry": _expiry(info, source, now, issuance_fix),
     }
 
@@ -221,10 +232,19 @@ def _issuer(info: CertInfo, source: str, domain: str) -> Outcome:
     return ok(f"{source} is issued by {info.issuer}")
 
 
-def _names(info: CertInfo, source: str, domain: str, issuance_fix: str) -> Outcome:
+def _names(
+    info: CertInfo, source: str, domain: str, issuance_fix: str, wanted: tuple[str, ...] = ()
+) -> Outcome:
     names = info.names or ((info.subject_cn,) if info.subject_cn else ())
+    missing = [name for name in wanted if name != domain and name not in names]
+    if missing and any(name_matches(name, domain) for name in names):
+        return warn(
+            f"{source} is valid for {domain} but does not name {', '.join(missing)} (acme_wildcard)",
+            f"certbot requests the wildcard at its next attempt: `docker compose restart certbot`; "
+            f"if it stays, {issuance_fix}",
+        )
     if any(name_matches(name, domain) for name in names):
-        return ok(f"{source} is valid for {domain}")
+        return ok(f"{source} is valid for {', '.join(wanted) if len(wanted) > 1 else domain}")
     return fail(
         f"{source} is for {', '.join(names) or 'no name'}, not {domain}: browsers refuse it",
         f"certbot requests a certificate for the `domain` answer ({domain}); {issuance_fix}",
@@ -354,6 +374,8 @@ def _evaluated(ctx: Context) -> dict[str, Outcome] | Outcome:
             certbot_started=started,
             source=source,
             stack_running=ctx.docker is not None and ctx.stack_running,
+            wanted=ctx.answers.certificate_names,
+            dns_challenge=ctx.answers.dns_challenge,
         )
     return result
 

@@ -2,8 +2,9 @@
 # The certbot service's main loop (POSIX sh: nothing resident between runs but this shell and
 # `sleep`).
 #  1. Put a self-signed placeholder in place at once, so nginx can start serving HTTPS.
-#  2. Wait until nginx serves the ACME webroot, then obtain the real certificate from
-#     $ACME_SERVER through it. The deploy hook points nginx at it; nginx reloads.
+#  2. Obtain the real certificate from $ACME_SERVER: through the ACME webroot once nginx
+#     serves it (HTTP-01), or through the DNS plugin $DNS_PLUGIN (ACME_CHALLENGE=dns, DNS-01).
+#     The deploy hook points nginx at it; nginx reloads.
 #  3. Every RENEW_INTERVAL_SECONDS, `certbot renew`: it contacts the CA only when the
 #     certificate is due (a third of its lifetime left), so restarts never burn rate limits.
 #  A failure is explained once, then retried with a growing delay instead of hammering the CA.
@@ -23,6 +24,7 @@ RETRY_FIRST_SECONDS=${RETRY_FIRST_SECONDS:-300}
 RETRY_MAX_SECONDS=${RETRY_MAX_SECONDS:-21600}
 HOSTS_FILE=${HOSTS_FILE:-/opt/scaffold/hosts}
 HOSTS_CHECK_SECONDS=${HOSTS_CHECK_SECONDS:-3}
+ACME_CHALLENGE=${ACME_CHALLENGE:-http}
 
 log() { echo "[certbot-loop] $*"; }
 
@@ -47,11 +49,35 @@ hosts_signature() {
 
 $HELPER placeholder || exit 1
 
+# How certbot proves control of a host: the webroot nginx serves, or the DNS plugin with the
+# credentials file scaffold writes from .env. One word per argument (no spaces in any value).
+challenge_args() {
+    if [ "$ACME_CHALLENGE" = dns ]; then
+        echo "--authenticator dns-$DNS_PLUGIN --dns-$DNS_PLUGIN-credentials $DNS_CREDENTIALS" \
+            "--dns-$DNS_PLUGIN-propagation-seconds ${DNS_PROPAGATION_SECONDS:-60}"
+    else
+        echo "--webroot --webroot-path $WEBROOT"
+    fi
+}
+
+# $1's certificate names, comma-separated: the host; for DOMAIN with CERT_WILDCARD=true also *.DOMAIN.
+cert_domains() {
+    if [ "$1" = "$DOMAIN" ] && [ "${CERT_WILDCARD:-false}" = true ]; then
+        echo "$DOMAIN,*.$DOMAIN"
+    else
+        echo "$1"
+    fi
+}
+
 # $1: the host; then certbot's account options.
 obtain() {
     host=$1
     shift
-    $HELPER wait-for-webroot "$host" || log "nginx does not serve the webroot for $host yet; trying anyway"
+    if [ "$ACME_CHALLENGE" = dns ]; then
+        $HELPER check-dns-credentials || return 1
+    else
+        $HELPER wait-for-webroot "$host" || log "nginx does not serve the webroot for $host yet; trying anyway"
+    fi
     # A lineage whose files are unusable (the helper says why) cannot be renewed: out of the way.
     $HELPER set-aside-unusable "$host"
     # --force-renewal only when the existing certificate came from another CA
@@ -60,21 +86,31 @@ obtain() {
     if $HELPER needs-new-ca "$host"; then
         log "the certificate on disk comes from another ACME server: replacing it"
         extra="--force-renewal --break-my-certs"
+    elif $HELPER needs-other-challenge "$host"; then
+        extra="--force-renewal"
     fi
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2046,SC2086
     certbot certonly --non-interactive --agree-tos --keep-until-expiring \
-        --webroot --webroot-path "$WEBROOT" \
-        --cert-name "$host" --domains "$host" \
+        $(challenge_args) \
+        --cert-name "$host" --domains "$(cert_domains "$host")" \
         --server "$ACME_SERVER" "$@" $extra \
         --deploy-hook "$DEPLOY_HOOK"
 }
 
 renew() {
+    if [ "$ACME_CHALLENGE" = dns ]; then
+        $HELPER check-dns-credentials || return 1
+    fi
     certbot renew --non-interactive --no-random-sleep-on-renew \
         --cert-name "$1" --deploy-hook "$DEPLOY_HOOK"
 }
 
 explain_failure() {
+    if [ "$ACME_CHALLENGE" = dns ]; then
+        $HELPER explain-dns-failure "$1"
+        log "nginx keeps serving the current certificate of $1 meanwhile; the other hosts are not held up."
+        return
+    fi
     log "could not get a certificate for $1 from $ACME_SERVER. Check, in this order:"
     log "  1. DNS: $1 must resolve to this host's public address (A/AAAA records)."
     log "  2. Port 80 must reach this host's nginx from the internet (router forwarding, firewall)."
@@ -108,6 +144,7 @@ while :; do
         keep_certificate "$host" "$@" || failed=1
     done
     if [ "$failed" -eq 0 ]; then
+        $HELPER clear-failure
         delay=$RETRY_FIRST_SECONDS
         pause=$RENEW_INTERVAL_SECONDS
     else

@@ -23,6 +23,10 @@ Commands:
                      can work with (usable but perhaps expired)
   activate           (certbot's deploy hook) point `current` at $RENEWED_LINEAGE if usable, signal nginx
   activate-existing  point `current` at the existing lineage if it does not already and it is usable
+  needs-other-challenge  exit 0 when the lineage renews through another challenge than ACME_CHALLENGE
+  check-dns-credentials  exit 0 when the DNS plugin's credentials file is there and private
+  explain-dns-failure    say why the last DNS-01 attempt failed and what to check (from certbot's log)
+  clear-failure          forget the last failure (after a success)
 """
 
 from __future__ import annotations
@@ -145,8 +149,8 @@ def usable(directory: Path, what: str) -> bool:
     return problem is None
 
 
-def lineage_server(name: str) -> str | None:
-    """The ACME directory a lineage renews against, from certbot's renewal config."""
+def renewal_setting(name: str, setting: str) -> str | None:
+    """One setting of a lineage's renewal config (certbot's `renewal/NAME.conf`)."""
     conf = LETSENCRYPT / "renewal" / f"{name}.conf"
     try:
         lines = conf.read_bytes().decode("utf-8", errors="replace").splitlines()
@@ -154,9 +158,14 @@ def lineage_server(name: str) -> str | None:
         return None
     for line in lines:
         key, sep, value = line.partition("=")
-        if sep and key.strip() == "server":
+        if sep and key.strip() == setting:
             return value.strip()
     return None
+
+
+def lineage_server(name: str) -> str | None:
+    """The ACME directory a lineage renews against, from certbot's renewal config."""
+    return renewal_setting(name, "server")
 
 
 def write_atomically(path: Path, data: bytes, mode: int) -> None:
@@ -271,11 +280,196 @@ def cmd_wait_for_webroot() -> int:
 
 
 def cmd_has_certificate() -> int:
-    """A lineage `certbot renew` can work with: from this CA, its files usable but for their dates."""
+    """A lineage `certbot renew` can work with: from this CA, its files usable but for their dates,
+    naming what the certificate should name (a wildcard added or dropped needs a new one)."""
     name = domain()
     if not has_lineage(name) or lineage_server(name) != os.environ["ACME_SERVER"]:
         return 1
-    return 1 if pair_problem(lineage_dir(name), name, check_dates=False) else 0
+    if pair_problem(lineage_dir(name), name, check_dates=False):
+        return 1
+    return 1 if names_differ(lineage_dir(name)) else 0
+
+
+# --- DNS-01 (ACME_CHALLENGE=dns) and the certificate's names ----------------------------------------
+
+LETSENCRYPT_LOG = Path(os.environ.get("CERTBOT_LOG", "/var/log/letsencrypt/letsencrypt.log"))
+LAST_FAILURE = STATE / "last-failure"
+
+
+def wanted_names() -> set[str]:
+    """The names the certificate must carry: the host, and *.$DOMAIN for $DOMAIN with CERT_WILDCARD=true
+    (an app host has a certificate of its own name only)."""
+    names = {domain()}
+    if os.environ.get("CERT_WILDCARD") == "true" and domain() == os.environ["DOMAIN"]:
+        names.add(f"*.{domain()}")
+    return names
+
+
+def names_differ(directory: Path) -> bool:
+    """True (and why, in the log) when the leaf's DNS names are not exactly `wanted_names()`."""
+    from cryptography import x509
+
+    try:
+        leaf = x509.load_pem_x509_certificates((directory / "fullchain.pem").read_bytes())[0]
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = set(san.get_values_for_type(x509.DNSName))
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return True
+    if names == wanted_names():
+        return False
+    log(f"the certificate names {', '.join(sorted(names))}; wanted: {', '.join(sorted(wanted_names()))}")
+    return True
+
+
+def wanted_authenticator() -> str:
+    if os.environ.get("ACME_CHALLENGE") == "dns":
+        return f"dns-{os.environ.get('DNS_PLUGIN', '')}"
+    return "webroot"
+
+
+def cmd_needs_other_challenge() -> int:
+    """A lineage certbot would renew through the other challenge (the answer changed): replace it once."""
+    name = domain()
+    used = renewal_setting(name, "authenticator")
+    if not has_lineage(name) or used is None or used == wanted_authenticator():
+        return 1
+    log(f"the certificate was obtained with {used}, now {wanted_authenticator()}: requesting it again")
+    return 0
+
+
+def credentials_path() -> Path:
+    return Path(os.environ.get("DNS_CREDENTIALS", "/run/scaffold-dns/credentials.ini"))
+
+
+def record_failure(cause: str, fix: str) -> None:
+    """Say it in the log, and keep it where `scaffold doctor` reads it (letsencrypt/scaffold/last-failure)."""
+    log(f"DNS-01 failed: {cause}")
+    log(f"  check: {fix}")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_atomically(LAST_FAILURE, f"{stamp}\n{cause}\n{fix}\n".encode(), 0o644)
+
+
+def cmd_check_dns_credentials() -> int:
+    path = credentials_path()
+    try:
+        mode = path.stat().st_mode & 0o777
+        path.read_bytes()
+    except OSError as exc:
+        record_failure(
+            f"certbot cannot read its DNS credentials file {path} ({exc.strerror})",
+            "run `scaffold detect` in the project folder: it writes .scaffold/dns/credentials.ini from the "
+            "secret in .env; then `docker compose restart certbot`",
+        )
+        return 1
+    if mode & 0o077:
+        log(f"warning: {path} is readable by others (mode {mode:o}); `scaffold detect` makes it 0600")
+    return 0
+
+
+def _secret_in_credentials() -> str:
+    """The secret value of the credentials file, to keep it out of anything printed."""
+    try:
+        for line in credentials_path().read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip().endswith(("_secret", "_token", "_key")):
+                return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+#: (words in certbot's log, the cause, what to check), first match wins.
+DNS_FAILURES = (
+    (
+        ("HTTPSConnectionPool", "Max retries exceeded with url"),
+        "certbot cannot reach the ACME server (not a DNS problem)",
+        "ACME_SERVER (the acme_server answer), and that certbot's container can reach it (DNS, firewall, "
+        "proxy)",
+    ),
+    (
+        (
+            "BADSIG",
+            "BADKEY",
+            "BADTIME",
+            "NOTAUTH",
+            "PeerBadSignature",
+            "PeerBadKey",
+            "didn't like the signature",
+            "didn't know the key",
+        ),
+        "the DNS server refused certbot's TSIG key (wrong TSIG secret, key name or algorithm)",
+        "CERTBOT_RFC2136_SECRET in .env, acme_rfc2136_key_name and acme_rfc2136_algorithm against the key "
+        "on the DNS server; after changing .env run `scaffold detect`",
+    ),
+    (
+        ("Invalid request headers", "Authentication error", "Unable to authenticate", "code 9109"),
+        "the DNS provider refused the API token (wrong, expired or without Zone:DNS:Edit permission)",
+        "CERTBOT_CLOUDFLARE_API_TOKEN in .env (a token with Zone:DNS:Edit on the zone); after changing "
+        ".env run `scaffold detect`",
+    ),
+    (
+        (
+            "Unable to determine base domain",
+            "Unable to determine zone",
+            "zone not found",
+            "NXDOMAIN looking up SOA",
+        ),
+        "the DNS zone of the domain was not found on the DNS server / at the provider",
+        "that the server or account is authoritative for the zone holding the domain, and (rfc2136) "
+        "acme_rfc2136_server and acme_rfc2136_port",
+    ),
+    (
+        ("REFUSED",),
+        "the DNS server refused the update",
+        "that its update policy lets this TSIG key change TXT records of _acme-challenge names in the zone",
+    ),
+    (
+        ("timed out", "Connection refused", "No route to host"),
+        "the DNS server did not answer",
+        "acme_rfc2136_server and acme_rfc2136_port, and that certbot's container can reach that server",
+    ),
+    (
+        ("No TXT record found", "Incorrect TXT record", "NXDOMAIN looking up TXT", "DNS problem"),
+        "the CA did not see the TXT record yet (the record is not visible from the internet)",
+        "raise acme_dns_propagation_seconds, and that every public name server of the zone receives the "
+        "update (secondary servers, split DNS)",
+    ),
+)
+
+
+def _explained_since_certbot_ran() -> bool:
+    """A failure recorded after certbot's last log (a missing credentials file: certbot did not run)."""
+    try:
+        return LAST_FAILURE.stat().st_mtime >= LETSENCRYPT_LOG.stat().st_mtime
+    except OSError:
+        return False
+
+
+def cmd_explain_dns_failure() -> int:
+    if _explained_since_certbot_ran():
+        return 0
+    try:
+        text = LETSENCRYPT_LOG.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for words, cause, fix in DNS_FAILURES:
+        if any(word in text for word in words):
+            record_failure(cause, fix)
+            return 0
+    secret = _secret_in_credentials()
+    errors = [line for line in text.splitlines() if "Error" in line or "error" in line]
+    last = errors[-1].strip() if errors else "no error in certbot's log"
+    if secret:
+        last = last.replace(secret, "<secret>")
+    record_failure(
+        f"certbot could not complete the DNS-01 challenge ({last[-300:]})", "certbot's messages above"
+    )
+    return 0
+
+
+def cmd_clear_failure() -> int:
+    LAST_FAILURE.unlink(missing_ok=True)
+    return 0
 
 
 def cmd_needs_new_ca() -> int:
@@ -341,6 +535,10 @@ COMMANDS = {
     "set-aside-unusable": cmd_set_aside_unusable,
     "activate": cmd_activate,
     "activate-existing": cmd_activate_existing,
+    "needs-other-challenge": cmd_needs_other_challenge,
+    "check-dns-credentials": cmd_check_dns_credentials,
+    "explain-dns-failure": cmd_explain_dns_failure,
+    "clear-failure": cmd_clear_failure,
 }
 
 

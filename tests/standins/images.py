@@ -42,6 +42,8 @@ class StandinImages:
 
     nginx: str
     certbot: str
+    certbot_dns_rfc2136: str  # certbot/dns-rfc2136: certbot with the rfc2136 DNS plugin
+    dns: str  # BIND accepting TSIG-signed dynamic updates (the DNS-01 tests' DNS server)
     postgres: str
     postgres_older: str  # the same contract, one Debian release (and PostgreSQL major) older
     authentik: str

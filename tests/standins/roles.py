@@ -103,6 +103,24 @@ ENTRYPOINT ["certbot"]
 """,
 )
 
+# certbot/dns-rfc2136 is certbot/certbot with the plugin installed: the same entrypoint, paths and volumes.
+CERTBOT_DNS_RFC2136 = replace(
+    CERTBOT, name="certbot_dns_rfc2136", packages=(*CERTBOT.packages, "python3-certbot-dns-rfc2136")
+)
+
+# Not a service of the generated stack: the DNS server a DNS-01 test stack talks to (a home router or a
+# self-hosted BIND in real life). Configured at start from ZONE, TSIG_NAME, TSIG_SECRET, TSIG_ALGORITHM.
+DNS = Role(
+    name="dns",
+    packages=("bind9", "bind9-dnsutils"),
+    files={"/usr/local/bin/dns-entrypoint.sh": (FILES / "dns/dns-entrypoint.sh", 0o755)},
+    dockerfile="""
+EXPOSE 53/udp 53/tcp
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/dns-entrypoint.sh"]
+""",
+)
+
 POSTGRES = Role(
     name="postgres",
     packages=("postgresql",),
@@ -219,4 +237,15 @@ ENTRYPOINT ["echo-app"]
 POSTGRES_OLDER = replace(POSTGRES, name="postgres_older", suite="bookworm")
 
 # Slowest first: they start building first when built in parallel.
-ROLES: tuple[Role, ...] = (POSTGRES, POSTGRES_OLDER, CERTBOT, CLIENT, AUTHENTIK_ROLE, PEBBLE, NGINX, ECHOAPP)
+ROLES: tuple[Role, ...] = (
+    POSTGRES,
+    POSTGRES_OLDER,
+    CERTBOT,
+    CERTBOT_DNS_RFC2136,
+    CLIENT,
+    AUTHENTIK_ROLE,
+    PEBBLE,
+    DNS,
+    NGINX,
+    ECHOAPP,
+)
