@@ -22,7 +22,6 @@ Afterwards nginx's established connections to authentik are counted: with keepal
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
@@ -30,20 +29,16 @@ from pathlib import Path
 
 from _benchutil import CouldNotMeasure, log, machine, median, print_table, run_measurement
 
-from tests.helpers.forwardauth import Browser
-from tests.helpers.stack import DOMAIN, Stack, docker, running_stack
+from tests.helpers.forwardauth import ECHO_UPSTREAM, Browser, serve_echo_app
+from tests.helpers.stack import Stack, docker, running_stack
 
 HOST = "web.example.test"
-APPS = {"web": {"host": HOST, "upstream": "http://echo:8080", "bypass": ["/open/"]}}
+APPS = {"web": {"host": HOST, "upstream": ECHO_UPSTREAM, "bypass": ["/open/"]}}
 CASES = {"protected": "/bench", "baseline": "/open/bench"}
 
 
 def bring_up(stack: Stack) -> None:
-    override_path = stack.dir / "compose.test.yaml"
-    override = json.loads(override_path.read_text())
-    override["services"]["echo"] = {"image": stack.images.echoapp, "networks": ["apps"]}
-    override["services"]["nginx"]["networks"]["outbound"]["aliases"] = [DOMAIN, HOST]
-    override_path.write_text(json.dumps(override, indent=2))
+    serve_echo_app(stack, [HOST])
     stack.up()
     from tests.helpers.polling import wait_for
 

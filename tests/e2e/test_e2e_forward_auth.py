@@ -26,7 +26,13 @@ import pytest
 from cryptography import x509
 
 from tests.helpers.clients import nginx_master_pid, served_certificate
-from tests.helpers.forwardauth import Browser
+from tests.helpers.forwardauth import (
+    ECHO_UPSTREAM,
+    Browser,
+    pebble_issued,
+    serve_echo_app,
+    wait_for_pebble_certificates,
+)
 from tests.helpers.polling import wait_for
 from tests.helpers.stack import DOMAIN, REPO_ROOT, Stack, running_stack
 from tests.helpers.templaterepo import make_template_repo
@@ -35,9 +41,9 @@ pytestmark = pytest.mark.docker
 
 WEB, LIVE, LATE, STAFF = "web.example.test", "live.example.test", "late.example.test", "staff.example.test"
 APPS = {
-    "web": {"host": WEB, "upstream": "http://echo:8080", "bypass": ["/api/"]},
-    "live": {"host": LIVE, "upstream": "http://echo:8080"},
-    "staff": {"host": STAFF, "upstream": "http://echo:8080", "group": "staff"},
+    "web": {"host": WEB, "upstream": ECHO_UPSTREAM, "bypass": ["/api/"]},
+    "live": {"host": LIVE, "upstream": ECHO_UPSTREAM},
+    "staff": {"host": STAFF, "upstream": ECHO_UPSTREAM, "group": "staff"},
 }
 #: The user's own blueprint beside the generated one: alice is in the group `staff` app requires.
 PEOPLE = """version: 1
@@ -79,15 +85,6 @@ def _make_repository(stack: Stack) -> None:
     _git(stack.dir, "-c", "user.name=t", "-c", "user.email=t@example.test", "commit", "-qm", "generated")
 
 
-def _override(stack: Stack, hosts: list[str]) -> None:
-    """The echo app on the `apps` network; nginx answers pebble's challenges for every app host."""
-    path = stack.dir / "compose.test.yaml"
-    override = json.loads(path.read_text())
-    override["services"]["echo"] = {"image": stack.images.echoapp, "networks": ["apps"]}
-    override["services"]["nginx"]["networks"]["outbound"]["aliases"] = [DOMAIN, *hosts]
-    path.write_text(json.dumps(override, indent=2))
-
-
 def scaffold(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """This checkout's `scaffold` in the project, as a user runs it."""
     env = {
@@ -110,24 +107,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[
     template = make_template_repo(tmp_path_factory.mktemp("template"))
     data = {"apps": APPS}
     with running_stack(tmp_path_factory.mktemp("fwdauth"), standin_images, data, template=template) as stack:
-        _override(stack, [WEB, LIVE, LATE, STAFF])
+        serve_echo_app(stack, [WEB, LIVE, LATE, STAFF])
         (stack.dir / "blueprints" / "zz-people.yaml").write_text(PEOPLE)
         _make_repository(stack)
         stack.up()
-        for host in (WEB, LIVE, STAFF):
-            wait_for(
-                lambda host=host: pebble_issued(stack, host),
-                f"a pebble certificate for {host}",
-                timeout=180,
-                context=lambda: stack.logs("certbot")[-3000:],
-            )
+        wait_for_pebble_certificates(stack, [WEB, LIVE, STAFF])
         yield stack
-
-
-def pebble_issued(stack: Stack, host: str) -> bool:
-    cert = served_certificate(stack, host)
-    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return "Pebble" in cert.issuer.rfc4514_string() and host in names.get_values_for_type(x509.DNSName)
 
 
 # --------------------------------------------------------------------------- the login

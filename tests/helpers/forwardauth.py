@@ -13,8 +13,44 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from cryptography import x509
+
 from tests.helpers.browser import LOGIN, _PublishedTLS
+from tests.helpers.clients import served_certificate
+from tests.helpers.polling import wait_for
 from tests.helpers.stack import DOMAIN, Stack
+
+#: The upstream of an app in front of the echo app stand-in (`serve_echo_app`).
+ECHO_UPSTREAM = "http://echo:8080"
+
+
+def serve_echo_app(stack: Stack, hosts: list[str]) -> None:
+    """Add to compose.test.yaml the echo app on the `apps` network, and every app host as an alias of
+    nginx on `outbound`, so pebble's HTTP challenges for them reach nginx. Call before `stack.up()`."""
+    path = stack.dir / "compose.test.yaml"
+    override = json.loads(path.read_text())
+    override["services"]["echo"] = {"image": stack.images.echoapp, "networks": ["apps"]}
+    override["services"]["nginx"]["networks"]["outbound"]["aliases"] = [DOMAIN, *hosts]
+    path.write_text(json.dumps(override, indent=2))
+
+
+def pebble_issued(stack: Stack, host: str) -> bool:
+    """Whether nginx serves `host` with pebble's certificate for that name (no longer the placeholder)."""
+    cert = served_certificate(stack, host)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return "Pebble" in cert.issuer.rfc4514_string() and host in names.get_values_for_type(x509.DNSName)
+
+
+def wait_for_pebble_certificates(stack: Stack, hosts: list[str], timeout: float = 180) -> None:
+    """Until every host in `hosts` is served with its pebble certificate: certbot is done with them,
+    so no reload for a new certificate comes in the middle of a test."""
+    for host in hosts:
+        wait_for(
+            lambda host=host: pebble_issued(stack, host),
+            f"a pebble certificate for {host}",
+            timeout=timeout,
+            context=lambda: stack.logs("certbot")[-3000:],
+        )
 
 
 @dataclass(frozen=True)
