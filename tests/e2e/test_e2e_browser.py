@@ -11,10 +11,8 @@ nothing but loopback.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.browser import wait_until_served
+from tests.helpers.chromium import FLAGS, chromium, resolver_rules, run_chromium
 from tests.helpers.polling import wait_for
 from tests.helpers.requirements import require
 from tests.helpers.stack import DOMAIN, Stack, running_stack
@@ -31,31 +30,12 @@ pytestmark = pytest.mark.docker
 
 ROUTER_ADDRESS = "127.0.0.2"
 LOGIN_FLOW_PAGE = "/if/flow/default-authentication-flow/?next=%2Fif%2Fuser%2F"
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--ignore-certificate-errors",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--virtual-time-budget=10000",
-    "--dump-dom",
-)
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    require(path is not None, "chromium is not installed (apt-get install chromium)")
-    assert path is not None
-    return path
 
 
 @pytest.fixture(scope="module")
 def router_stack(tmp_path_factory: pytest.TempPathFactory, standin_images) -> Iterator[Stack]:
     """public_url without a port, nginx on a high host port: what a router's port forward needs."""
-    _chromium()
+    chromium()
     require(shutil.which("socat") is not None, "socat is not installed (apt-get install socat)")
     data = {"public_url": f"https://{DOMAIN}"}
     with running_stack(tmp_path_factory.mktemp("browser"), standin_images, data) as stack:
@@ -94,36 +74,13 @@ def port_forward(router_stack: Stack) -> Iterator[str]:
         router.wait(timeout=10)
 
 
-def _run_browser(command: list[str]) -> str:
-    """chromium's --dump-dom output; on a timeout its whole process group (renderer, GPU and
-    network helpers included) is killed, so no browser outlives the test."""
-    browser = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        dom, errors = browser.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(browser.pid, signal.SIGKILL)
-        browser.communicate()
-        raise
-    if browser.returncode != 0:
-        raise AssertionError(f"chromium exited with {browser.returncode}: {errors[-2000:]}")
-    return dom
-
-
 def _sign_in(url: str, address: str, profile: Path) -> tuple[str, str]:
     """Load `url` in chromium with DOMAIN resolving to `address`; the flow page's address and the
     login POST's outcome ("<status> <body>") as its script wrote them into the DOM."""
-    command = [
-        _chromium(),
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={profile}",
-        f"--host-resolver-rules=MAP {DOMAIN} {address},MAP * ~NOTFOUND",
-        url,
-    ]
+    command = [chromium(), *FLAGS, f"--user-data-dir={profile}", resolver_rules([DOMAIN], address), url]
 
     def signed_in() -> tuple[str, str] | None:
-        dom = _run_browser(command)
+        dom = run_chromium(command)
         location = re.search(r'<pre id="location">(.*?)</pre>', dom, re.S)
         outcome = re.search(r'<pre id="outcome">(.*?)</pre>', dom, re.S)
         if location is None or outcome is None or not outcome.group(1):
