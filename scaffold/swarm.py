@@ -26,11 +26,15 @@ from scaffold.envfile import EnvDocument
 from scaffold.errors import EXIT_FAILED, EXIT_OK, DockerUnavailable, ProjectError
 from scaffold.layout import ProjectLayout
 
+#: Not a `.env` key: the DNS-01 credentials file scaffold writes from `.env` (.scaffold/dns/credentials.ini),
+#: which certbot reads whole, as a secret of its own.
+DNS_CREDENTIALS = "DNS_CREDENTIALS"
 #: `.env` key -> the secret's name in the stack file (`/run/secrets/<name>` in the containers).
 SECRET_FILES = {
     envkeys.PG_PASS: "pg_pass",
     envkeys.SECRET_KEY: "authentik_secret_key",
     envkeys.SMTP_PASSWORD: "smtp_password",
+    DNS_CREDENTIALS: "dns_credentials",
 }
 #: Labels on the secrets scaffold creates, so it finds (and prunes) its own and nobody else's.
 PROJECT_LABEL = "org.scaffold.project"
@@ -57,8 +61,9 @@ def secret_name(project: str, key: str, value: str, salt: str) -> str:
     return f"{project[:32]}_{SECRET_FILES[key]}_{digest}"
 
 
-def wanted_secrets(answers: Answers, env: EnvDocument) -> list[SwarmSecret]:
-    """The secrets the stack file names, from `.env`; ProjectError naming any that is missing."""
+def wanted_secrets(answers: Answers, env: EnvDocument, project_dir: Path) -> list[SwarmSecret]:
+    """The secrets the stack file names, from `.env` (and with DNS-01 the credentials file scaffold
+    writes from it); ProjectError naming any that is missing."""
     keys = [envkeys.PG_PASS, envkeys.SECRET_KEY]
     if answers.smtp_enabled and answers.smtp_username:
         keys.append(envkeys.SMTP_PASSWORD)
@@ -71,10 +76,25 @@ def wanted_secrets(answers: Answers, env: EnvDocument) -> list[SwarmSecret]:
         )
     salt = env.get(envkeys.SECRET_KEY) or ""
     values = {key: env.get(key) or "" for key in keys}
+    if answers.dns_challenge:
+        values[DNS_CREDENTIALS] = _dns_credentials(project_dir)
     return [
         SwarmSecret(key, secret_name(answers.project_name, key, value, salt), value)
         for key, value in values.items()
     ]
+
+
+def _dns_credentials(project_dir: Path) -> str:
+    """The credentials file certbot's DNS plugin reads, as `scaffold detect` wrote it from `.env`."""
+    path = ProjectLayout(project_dir).dns_credentials
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProjectError(
+            f"the DNS-01 credentials file {path} cannot be read ({exc.strerror}), and certbot reads it as a "
+            "Swarm secret",
+            hint="run `scaffold detect` in the project folder (it writes the file from the secret in .env)",
+        ) from exc
 
 
 def _docker(
@@ -181,12 +201,13 @@ def stack_environment(env: EnvDocument, secrets: list[SwarmSecret]) -> dict[str,
     The secrets' values are left out, so no `${PG_PASS}` can put one into a service spec; their current
     Swarm names are added instead.
     """
+    withheld = {*SECRET_FILES, *envkeys.SECRET_KEYS}  # the DNS provider's secret included
     values = dict(os.environ)
     for key in env.keys():  # noqa: SIM118 - an EnvDocument, not a dict
         value = env.get(key)
-        if key not in SECRET_FILES and value is not None:
+        if key not in withheld and value is not None:
             values[key] = value
-    for key in SECRET_FILES:
+    for key in withheld:
         values.pop(key, None)
     for secret in secrets:
         values[NAME_VARIABLE.format(key=secret.key)] = secret.name
@@ -211,7 +232,7 @@ def run_deploy(
     if not report.ok:
         return EXIT_FAILED
     env = EnvDocument.load(ProjectLayout(project_dir).env_file)
-    secrets = wanted_secrets(answers, env)
+    secrets = wanted_secrets(answers, env, project_dir)
     for name in create_secrets(answers.project_name, secrets):
         output.status("ok", f"Swarm secret {name} created (value not shown)", stream=sys.stdout)
     files = ["-c", "compose.yaml"]

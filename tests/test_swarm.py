@@ -20,8 +20,16 @@ from scaffold.doctor.core import FAIL, OK, SERVICES, WARN
 from scaffold.doctor.stack.swarm import judge
 from scaffold.envfile import EnvDocument
 from scaffold.errors import ProjectError
+from scaffold.layout import ProjectLayout
 from scaffold.newproject import missing_stack_keys
-from scaffold.swarm import SECRET_FILES, run_deploy, secret_name, stack_environment, wanted_secrets
+from scaffold.swarm import (
+    DNS_CREDENTIALS,
+    SECRET_FILES,
+    run_deploy,
+    secret_name,
+    stack_environment,
+    wanted_secrets,
+)
 from tests.helpers.stack import generate
 
 SMTP = {
@@ -93,7 +101,7 @@ def test_docker_stack_config_accepts_the_file_and_compose_config_too(swarm_proje
     """`docker stack config` is what `docker stack deploy` parses; `scaffold update` runs `docker compose
     config` on the same file, and `scaffold new` checks every `${...:?}` guard against .env."""
     env = EnvDocument.load(swarm_project / ".env")
-    environment = stack_environment(env, wanted_secrets(load_answers(swarm_project), env))
+    environment = stack_environment(env, wanted_secrets(load_answers(swarm_project), env, swarm_project))
     result = subprocess.run(
         ["docker", "stack", "config", "-c", "compose.yaml"],
         cwd=swarm_project, env=environment, capture_output=True, text=True, check=False,
@@ -124,7 +132,7 @@ def test_deploy_environment_has_the_secret_names_but_never_their_values(
 ) -> None:
     monkeypatch.setenv(envkeys.PG_PASS, "from-the-shell")
     env = EnvDocument.load(swarm_project / ".env")
-    secrets = wanted_secrets(load_answers(swarm_project), env)
+    secrets = wanted_secrets(load_answers(swarm_project), env, swarm_project)
     assert [s.key for s in secrets] == [envkeys.PG_PASS, envkeys.SECRET_KEY, envkeys.SMTP_PASSWORD]
     assert secrets[2].value == "pw 1"
     environment = stack_environment(env, secrets)
@@ -141,7 +149,7 @@ def test_deploy_without_the_smtp_password_the_stack_reads_names_the_fix(swarm_pr
     env = EnvDocument.load(swarm_project / ".env")
     env.set(envkeys.SMTP_PASSWORD, "")
     with pytest.raises(ProjectError) as caught:
-        wanted_secrets(load_answers(swarm_project), env)
+        wanted_secrets(load_answers(swarm_project), env, swarm_project)
     assert envkeys.SMTP_PASSWORD in caught.value.message and "smtp_password" in (caught.value.hint or "")
 
 
@@ -228,3 +236,45 @@ def test_deploy_outside_a_swarm_says_how_to_make_one(swarm_project: Path, capsys
     err = capsys.readouterr().err
     assert "not part of a swarm" in err and "docker swarm init" in err, err
     assert (swarm_project / ".env").read_bytes() == before
+
+
+TSIG = "c2VjcmV0LXRzaWcta2V5LWJ5dGVz"
+DNS = {
+    "acme_challenge": "dns",
+    "acme_wildcard": True,
+    "acme_rfc2136_server": "192.0.2.53",
+    "acme_rfc2136_key_name": "certbot.",
+    "acme_dns_secret": TSIG,
+    "http_port": 0,
+}
+
+
+def test_dns01_on_swarm_reads_its_credentials_from_a_swarm_secret(tmp_path: Path) -> None:
+    """Issues 17 and 18: certbot's DNS plugin reads the credentials file as a Swarm secret that
+    `scaffold deploy` makes from .scaffold/dns/credentials.ini; nothing of it is in the stack file or
+    in `docker stack deploy`'s environment; without port 80 nginx publishes only 443."""
+    project = generate(tmp_path / "sso", {"project_name": "sso", "target": "swarm", **DNS})
+    text = (project / "compose.yaml").read_text()
+    assert TSIG not in text
+    stack = yaml.safe_load(text)
+    certbot = stack["services"]["certbot"]
+    assert certbot["image"].startswith("certbot/dns-rfc2136:")
+    assert certbot["environment"]["DNS_CREDENTIALS"] == "/run/secrets/dns_credentials"
+    assert certbot["environment"]["CERT_WILDCARD"] == "true"
+    assert certbot["secrets"] == [{"source": "dns_credentials", "target": "dns_credentials", "mode": 0o400}]
+    assert stack["secrets"]["dns_credentials"]["external"] is True
+    assert [port["target"] for port in stack["services"]["nginx"]["ports"]] == [443]
+
+    env = EnvDocument.load(project / ".env")
+    secrets = wanted_secrets(load_answers(project), env, project)
+    credentials = next(secret for secret in secrets if secret.key == DNS_CREDENTIALS)
+    assert f"dns_rfc2136_secret = {TSIG}" in credentials.value
+    assert credentials.name.startswith("sso_dns_credentials_")
+    environment = stack_environment(env, secrets)
+    assert environment["SCAFFOLD_SECRET_DNS_CREDENTIALS"] == credentials.name
+    assert TSIG not in json.dumps(environment)
+
+    ProjectLayout(project).dns_credentials.unlink()
+    with pytest.raises(ProjectError) as caught:
+        wanted_secrets(load_answers(project), env, project)
+    assert "scaffold detect" in (caught.value.hint or "")

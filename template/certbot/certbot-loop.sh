@@ -149,6 +149,7 @@ while :; do
         pause=$RENEW_INTERVAL_SECONDS
     else
         pause=$delay
+        log "Next attempt in ${pause}s (the wait doubles after each failure, up to ${RETRY_MAX_SECONDS}s)."
         delay=$((delay * 2))
         [ "$delay" -gt "$RETRY_MAX_SECONDS" ] && delay=$RETRY_MAX_SECONDS
     fi
