@@ -386,7 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["migrate"] and len(argv) == 2:  # called by the template's _migrations
         from scaffold.migrations import run_migration
 
-        return run_migration(argv[1])
+        try:
+            return run_migration(argv[1])
+        except KeyboardInterrupt:  # Ctrl-C reaches copier's migration too: scaffold update puts it back
+            output.error(f"migration {argv[1]} interrupted")
+            return EXIT_INTERRUPTED
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

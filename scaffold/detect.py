@@ -257,6 +257,8 @@ def _detect_locked(
 
 def _dns_secret_key(answers: Answers) -> str | None:
     """The `.env` key of the DNS provider's secret (None with the HTTP challenge)."""
+    if not answers.dns_challenge:
+        return None  # without loading the answer rules: the copier task stays cheap
     from scaffold.dnscreds import provider_of
 
     provider = provider_of(answers)
@@ -267,6 +269,8 @@ def _sync_dns_credentials(
     layout: ProjectLayout, answers: Answers, env: EnvDocument, report: DetectReport
 ) -> None:
     """certbot's credentials file follows `.env` and the answers (see scaffold/dnscreds.py)."""
+    if not answers.dns_challenge and not os.path.lexists(layout.dns_credentials):
+        return  # HTTP-01 and no file left from DNS-01: nothing to do (and no answer rules to load)
     from scaffold.dnscreds import sync_credentials
 
     key = _dns_secret_key(answers)

@@ -60,6 +60,8 @@ def main(project_dir: Path | None = None) -> int:
 
 def _write_app_files(root: Path, *, quiet: bool = False) -> None:
     """nginx's file per app (copier cannot render one file per list item): see scaffold/appfiles.py."""
+    if not _may_have_apps(root):
+        return  # no app answered and none written: nothing to do, and no answer rules to load
     from scaffold import output
     from scaffold.appfiles import main as render_apps
     from scaffold.errors import ScaffoldError
@@ -69,6 +71,20 @@ def _write_app_files(root: Path, *, quiet: bool = False) -> None:
     except (ScaffoldError, OSError) as exc:
         output.status("warn", f"scaffold could not write the apps' nginx files: {exc}", stream=sys.stderr)
         output.say(f"      fix it, then run `scaffold update` in {root}", stream=sys.stderr)
+
+
+def _may_have_apps(root: Path) -> bool:
+    """Whether the answers name an app or an app's nginx file exists (one to keep or delete)."""
+    apps_dir = root / "nginx" / "conf.d" / "apps"  # scaffold.appfiles.APPS_DIR
+    if apps_dir.is_dir() and any(apps_dir.glob("*.conf")):
+        return True
+    from scaffold.answers import load_answers
+    from scaffold.errors import ScaffoldError
+
+    try:
+        return bool(load_answers(root).apps)
+    except ScaffoldError:
+        return True  # let the writer say what is wrong
 
 
 if __name__ == "__main__":  # copier's task runs `python -P -m scaffold.hook`: no CLI parser to import

@@ -435,3 +435,12 @@ def test_answer_problems_names_every_bad_answer_of_an_answers_file_with_its_depe
     assert set(problems) == {"upstream_proxies", "smtp_port"}
     assert "'::1:' is not an IPv6 address" in problems["upstream_proxies"]
     assert "'abc' cannot be read" in problems["smtp_port"]
+
+
+def test_env_keys_of_the_dns_providers_are_the_ones_scaffold_keeps_secret() -> None:
+    """envkeys spells the DNS secrets' keys out (the copier task must not load the rules): same keys."""
+    from scaffold import envkeys
+    from scaffold.answer_rules import DNS_PROVIDERS
+
+    assert sorted(envkeys.DNS_SECRETS) == sorted(provider.env_key for provider in DNS_PROVIDERS.values())
+    assert set(envkeys.DNS_SECRETS) <= set(envkeys.SECRET_KEYS)

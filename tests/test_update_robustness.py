@@ -187,7 +187,12 @@ def test_interrupted_update_puts_the_project_back(tmp_path: Path) -> None:
     """Ctrl-C while copier runs a (slow) migration: exit 130, and the project as it was."""
     template = make_template_repo(tmp_path / "template")
     project = new_project(tmp_path / "sso", template)
-    slow = MIGRATION.replace('return "marked"', 'import time\n    time.sleep(30)\n    return "marked"')
+    # The migration says when it is asleep: the interrupt then lands inside copier's run for sure.
+    slow = MIGRATION.replace(
+        'return "marked"',
+        '(root / ".scaffold" / "migration-asleep").write_text("")\n    import time\n    time.sleep(30)\n'
+        '    return "marked"',
+    )
     publish_v2(template, migration_body=slow)
     before = snapshot(project)
     child = subprocess.Popen(
@@ -196,7 +201,7 @@ def test_interrupted_update_puts_the_project_back(tmp_path: Path) -> None:
         start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "v2.0.0" not in (project / ".copier-answers.yml").read_text():
+    while time.monotonic() < deadline and not (project / ".scaffold" / "migration-asleep").exists():
         time.sleep(0.1)
     assert child.poll() is None, "the update finished before it could be interrupted"
     os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
@@ -205,6 +210,7 @@ def test_interrupted_update_puts_the_project_back(tmp_path: Path) -> None:
     assert "Traceback" not in out and "as it was before the update" in out, out
     after = snapshot(project)
     after.pop(".scaffold/migrations.log", None)
+    after.pop(".scaffold/migration-asleep", None)
     assert after == before
 
 

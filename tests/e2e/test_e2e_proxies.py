@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.browser import LOGIN
+from tests.helpers.browser import LOGIN, LOGIN_BODY
 from tests.helpers.clients import (
     WSCLIENT,
     common_name,
@@ -314,9 +314,11 @@ def test_chain_authentik_sees_the_original_client(tmp_path: Path, standin_images
         # and the browser's login POST from that origin passes authentik's CSRF check.
         seen = ch.via_front("/through-front-public-host", host=DOMAIN)
         assert (seen["host"], seen["scheme"]) == (DOMAIN, "https"), seen
-        flow = ch.via_front(LOGIN, f"Origin: https://{DOMAIN}", host=DOMAIN, post="{}")
+        flow = ch.via_front(LOGIN, f"Origin: https://{DOMAIN}", host=DOMAIN, post=LOGIN_BODY)
         assert flow == {"component": "xak-flow-redirect", "to": "/if/user/"}, flow
-        refused = ch.via_front(LOGIN, f"Origin: https://{DOMAIN}:{stack.https_port}", host=DOMAIN, post="{}")
+        refused = ch.via_front(
+            LOGIN, f"Origin: https://{DOMAIN}:{stack.https_port}", host=DOMAIN, post=LOGIN_BODY
+        )
         assert "Origin checking failed" in refused["detail"], refused
 
         for headers in ((f"X-Forwarded-For: {FORGED}",), (f"CF-Connecting-IP: {FORGED}",),

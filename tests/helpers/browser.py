@@ -89,9 +89,13 @@ def walk(port: int, host: str, path: str = "/") -> list[tuple[str, Answer]]:
     raise AssertionError(f"redirect loop: {[(u, a.status) for u, a in hops]}")
 
 
+#: What the login form's identification stage submits (the stand-in asks for no password).
+LOGIN_BODY = '{"component": "ak-stage-identification", "uid_field": "akadmin"}'
+
+
 def login(port: int, host: str, origin: str) -> Answer:
     """The login form's POST to authentik's flow executor, with the Origin a browser adds."""
-    body = b'{"component": "ak-stage-identification", "uid_field": "akadmin"}'
+    body = LOGIN_BODY.encode()
     headers = {"Host": host, "Origin": origin, "Content-Type": "application/json"}
     return published_request(port, LOGIN, headers, method="POST", body=body)
 
