@@ -5,4 +5,4 @@ must import nothing heavy at module level: the CLI starts on every call and task
 times per `copier update`.
 """
 
-__version__ = "1.2.0"
+__version__ = "1.3.0"
