@@ -199,6 +199,9 @@ def test_interrupted_update_puts_the_project_back(tmp_path: Path) -> None:
         [sys.executable, "-P", "-m", "scaffold", "update", str(project)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "NO_COLOR": "1"},
         start_new_session=True,
+        # As from a terminal: a test run started in the background (`cmd &` in a script) inherits
+        # SIGINT ignored, and so would the update and copier's migration, which Ctrl-C never reaches.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (project / ".scaffold" / "migration-asleep").exists():
