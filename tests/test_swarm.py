@@ -202,6 +202,7 @@ def test_doctor_judges_a_converged_stack_ok_and_says_what_is_missing() -> None:
     assert judge("sso", [s for s in _services() if not s.name.endswith("worker")]).status == FAIL
 
 
+@pytest.mark.docker  # the update re-runs detection, which asks the daemon for free subnets
 def test_update_switches_a_compose_project_to_swarm_keeping_its_secrets(tmp_path: Path, capsys) -> None:
     """`scaffold update --data target=swarm`: the stack file replaces compose.yaml, nginx follows Swarm's
     task DNS, .env keeps its secrets, and the next step named is `scaffold deploy`."""
@@ -231,7 +232,9 @@ def test_deploy_outside_a_swarm_says_how_to_make_one(swarm_project: Path, capsys
     info = ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"]
     state = subprocess.run(info, capture_output=True, text=True, check=False).stdout.strip()
     # Locally a daemon someone put in a swarm skips this; in CI (a fresh daemon) it fails the test.
-    require(state == "inactive", f"the daemon's swarm state is {state!r}; this test needs one outside any swarm")
+    require(
+        state == "inactive", f"the daemon's swarm state is {state!r}; this test needs one outside any swarm"
+    )
     before = (swarm_project / ".env").read_bytes()
     assert main(["deploy", str(swarm_project)]) == 1
     err = capsys.readouterr().err
