@@ -686,14 +686,20 @@ class App:
     group: str = ""
 
 
+def _require(condition: bool, message: str, fix: str) -> None:
+    """Raise `AnswerProblem(message, fix)` unless `condition` holds, so that a check reads as its rule."""
+    if not condition:
+        raise AnswerProblem(message, fix)
+
+
 def _check_app_name(name: object) -> str:
-    if not isinstance(name, str) or not re.fullmatch(_APP_NAME, name):
-        raise AnswerProblem(
-            f"the app name {shown(name)} is not a valid file name",
-            "use 1 to 50 lower-case letters, digits, '-' and '_', starting with a letter or digit "
-            "(e.g. jellyfin).",
-        )
-    return name
+    _require(
+        isinstance(name, str) and re.fullmatch(_APP_NAME, name) is not None,
+        f"the app name {shown(name)} is not a valid file name",
+        "use 1 to 50 lower-case letters, digits, '-' and '_', starting with a letter or digit "
+        "(e.g. jellyfin).",
+    )
+    return str(name)
 
 
 def _check_app_host(name: str, host: object, domain: str) -> str:
@@ -704,13 +710,12 @@ def _check_app_host(name: str, host: object, domain: str) -> str:
             f"app {name}: host {problem.message[:1].lower()}{problem.message[1:]}",
             problem.fix.replace("authentik", f"app {name}"),
         ) from None
-    assert isinstance(host, str)
-    if host == domain:
-        raise AnswerProblem(
-            f"app {name}: host {shown(host)} is authentik's own domain",
-            f"give the app a host name of its own, e.g. {name}.{domain.partition('.')[2] or domain}.",
-        )
-    return host
+    _require(
+        host != domain,
+        f"app {name}: host {shown(host)} is authentik's own domain",
+        f"give the app a host name of its own, e.g. {name}.{domain.partition('.')[2] or domain}.",
+    )
+    return str(host)
 
 
 def _check_upstream(name: str, upstream: object) -> str:
@@ -756,26 +761,23 @@ def _check_bypass(name: str, bypass: object) -> tuple[str, ...]:
 def _check_group(name: str, group: object) -> str:
     if group is None or group == "":
         return ""
-    if (
-        not isinstance(group, str)
-        or group != group.strip()
-        or _has_control_characters(group)
-        or len(group) > 150
-    ):
-        raise AnswerProblem(
-            f"app {name}: group {shown(group)} is not an authentik group name",
-            "give the name of the group whose members may use the app, on one line, without leading "
-            "or trailing spaces (at most 150 characters), or leave it out for every user.",
-        )
-    return group
+    _require(
+        isinstance(group, str)
+        and group == group.strip()
+        and not _has_control_characters(group)
+        and len(group) <= 150,
+        f"app {name}: group {shown(group)} is not an authentik group name",
+        "give the name of the group whose members may use the app, on one line, without leading "
+        "or trailing spaces (at most 150 characters), or leave it out for every user.",
+    )
+    return str(group)
 
 
 def _check_flag(name: str, key: str, value: object) -> bool:
     if value is None:
         return True
-    if not isinstance(value, bool):
-        raise AnswerProblem(f"app {name}: {key} is {shown(value)}", "use true or false.")
-    return value
+    _require(isinstance(value, bool), f"app {name}: {key} is {shown(value)}", "use true or false.")
+    return bool(value)
 
 
 def _parse_app(name: object, spec: object, domain: str) -> App:
