@@ -44,9 +44,10 @@ class UpgradeOptions:
     to_major: int
     image: str | None = None
 
-
-def default_image(major: int) -> str:
-    return f"postgres:{major}-alpine"
+    @property
+    def target_image(self) -> str:
+        """The image given (`--image`), else the official alpine image of the target major."""
+        return self.image or f"postgres:{self.to_major}-alpine"
 
 
 def data_mount(major: int) -> str:
@@ -189,7 +190,7 @@ def run_db_upgrade(opts: UpgradeOptions) -> None:
             than = "already" if current.major == opts.to_major else f"(newer than {opts.to_major})"
             output.status("ok", f"the database runs PostgreSQL {current.version} {than}: nothing to do")
             return
-        image = opts.image or default_image(opts.to_major)
+        image = opts.target_image
         found = pgdump.image_major(api, image)
         if found != opts.to_major:
             raise UsageError(
