@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 #: The authentik image runs as this user and must be able to write ./data.
 AUTHENTIK_UID = 1000
@@ -16,61 +17,45 @@ AUTHENTIK_UID = 1000
 DATA_DIRS = ("data", "certs", "custom-templates", "letsencrypt")
 
 
+#: The folder of everything scaffold writes besides `.env`.
+STATE_DIR = ".scaffold"
+
+
+class _Path:
+    """A project path as a read-only attribute: `layout.x` is `layout.root` joined with the parts."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    @overload
+    def __get__(self, layout: None, owner: type) -> _Path: ...
+    @overload
+    def __get__(self, layout: ProjectLayout, owner: type) -> Path: ...
+    def __get__(self, layout: ProjectLayout | None, owner: type) -> Path | _Path:
+        return self if layout is None else layout.root.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class ProjectLayout:
     root: Path
 
-    @property
-    def env_file(self) -> Path:
-        return self.root / ".env"
-
-    @property
-    def answers_file(self) -> Path:
-        return self.root / ".copier-answers.yml"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / ".scaffold"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.state_dir / "lock"
-
-    @property
-    def update_lock_file(self) -> Path:
-        """Held by `scaffold update` for its whole run; its detection step takes `lock_file` in a child."""
-        return self.state_dir / "update.lock"
-
-    @property
-    def state_file(self) -> Path:
-        return self.state_dir / "state.json"
-
-    @property
-    def backups_dir(self) -> Path:
-        return self.state_dir / "backups"
-
-    @property
-    def smtp_handoff(self) -> Path:
-        """Rendered by plain copier when an SMTP password was answered; read, deleted, put in `.env`.
-
-        `scaffold new` and `scaffold update` never let copier render it: they pass the password in memory.
-        """
-        return self.state_dir / "smtp-password"
-
-    @property
-    def dns_secret_handoff(self) -> Path:
-        """The DNS provider's secret, handed over by plain copier like `smtp_handoff`."""
-        return self.state_dir / "dns-secret"
-
-    @property
-    def dns_credentials(self) -> Path:
-        """certbot's DNS credentials file (scaffold/dnscreds.py), derived from `.env`."""
-        return self.state_dir / "dns" / "credentials.ini"
-
-    @property
-    def archives_dir(self) -> Path:
-        """Where `scaffold backup` puts its archives by default (they hold `.env`: private)."""
-        return self.state_dir / "archives"
+    env_file = _Path(".env")
+    answers_file = _Path(".copier-answers.yml")
+    state_dir = _Path(STATE_DIR)
+    lock_file = _Path(STATE_DIR, "lock")
+    #: Held by `scaffold update` for its whole run; its detection step takes `lock_file` in a child.
+    update_lock_file = _Path(STATE_DIR, "update.lock")
+    state_file = _Path(STATE_DIR, "state.json")
+    backups_dir = _Path(STATE_DIR, "backups")
+    #: Rendered by plain copier when an SMTP password was answered; read, deleted, put in `.env`.
+    #: `scaffold new` and `scaffold update` never let copier render it: they pass the password in memory.
+    smtp_handoff = _Path(STATE_DIR, "smtp-password")
+    #: The DNS provider's secret, handed over by plain copier like `smtp_handoff`.
+    dns_secret_handoff = _Path(STATE_DIR, "dns-secret")
+    #: certbot's DNS credentials file (scaffold/dnscreds.py), derived from `.env`.
+    dns_credentials = _Path(STATE_DIR, "dns", "credentials.ini")
+    #: Where `scaffold backup` puts its archives by default (they hold `.env`: private).
+    archives_dir = _Path(STATE_DIR, "archives")
 
     def scaffold_paths(self) -> tuple[Path, ...]:
         """Every path scaffold writes in the project: none of them may be a symbolic link."""
