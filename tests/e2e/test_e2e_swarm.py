@@ -26,7 +26,8 @@ from tests.helpers.polling import wait_for
 from tests.helpers.stack import DOMAIN, docker
 from tests.helpers.swarm import SwarmStack, set_env, swarm_stack
 
-pytestmark = pytest.mark.docker
+# swarm init/leave changes the daemon every other test uses: no other Docker module runs meanwhile.
+pytestmark = [pytest.mark.docker, pytest.mark.daemon_exclusive]
 
 SERVICES = {"postgresql": 1, "server": 2, "worker": 1, "nginx": 1, "certbot": 1}
 
