@@ -8,6 +8,7 @@ skipped test proves nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,12 +19,40 @@ from tests.helpers.requirements import docker_problem, require
 _DAEMON_MODULES: dict[str, bool] = {}
 
 
+#: The longest modules (about 1.5 to 3 minutes each, run alone), started first so that parallel
+#: workers end together instead of one of them starting a long module near the end.
+LONGEST_FIRST = (
+    "e2e/test_e2e_backup.py",
+    "test_detect.py",
+    "e2e/test_e2e_stack.py",
+    "e2e/test_e2e_proxies.py",
+    "e2e/test_e2e_forward_auth_browser.py",
+    "e2e/test_doctor_stack.py",
+    "test_template.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("docker") is not None:
             module = str(item.path)
             exclusive = item.get_closest_marker("daemon_exclusive") is not None
             _DAEMON_MODULES[module] = _DAEMON_MODULES.get(module, False) or exclusive
+    items.sort(key=_run_order)
+
+
+def _run_order(item: pytest.Item) -> tuple[int, int]:
+    """The module that needs the daemon alone first, while the others run the modules without Docker;
+    then the Docker modules, longest first. The sort is stable: a module's tests keep their order.
+    """
+    exclusive = _DAEMON_MODULES.get(str(item.path))
+    if exclusive:
+        return (0, 0)
+    if exclusive is None:
+        return (1, 0)
+    relative = item.path.relative_to(Path(__file__).parent).as_posix()
+    rank = LONGEST_FIRST.index(relative) if relative in LONGEST_FIRST else len(LONGEST_FIRST)
+    return (2, rank)
 
 
 @pytest.fixture(scope="module", autouse=True)
