@@ -22,6 +22,7 @@ _DAEMON_MODULES: dict[str, bool] = {}
 #: The longest modules (about 1.5 to 3 minutes each, run alone), started first so that parallel
 #: workers end together instead of one of them starting a long module near the end.
 LONGEST_FIRST = (
+    "test_env_cycles.py",
     "e2e/test_e2e_backup.py",
     "test_detect.py",
     "e2e/test_e2e_stack.py",
@@ -46,13 +47,11 @@ def _run_order(item: pytest.Item) -> tuple[int, int]:
     then the Docker modules, longest first. The sort is stable: a module's tests keep their order.
     """
     exclusive = _DAEMON_MODULES.get(str(item.path))
-    if exclusive:
-        return (0, 0)
-    if exclusive is None:
-        return (1, 0)
     relative = item.path.relative_to(Path(__file__).parent).as_posix()
     rank = LONGEST_FIRST.index(relative) if relative in LONGEST_FIRST else len(LONGEST_FIRST)
-    return (2, rank)
+    if exclusive:
+        return (0, rank)
+    return (1 if exclusive is None else 2, rank)
 
 
 @pytest.fixture(scope="module", autouse=True)

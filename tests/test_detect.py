@@ -16,11 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import copier
 import pytest
 from dotenv import dotenv_values
 
-from scaffold.cli import main
 from scaffold.envfile import EnvDocument
 from scaffold.subnets import choose_free, trusted_cidrs, trusted_ranges, v4_candidates, v6_candidates
 from tests.helpers.requirements import require
@@ -28,15 +26,6 @@ from tests.helpers.stack import REPO_ROOT, docker, generate, unique_name
 from tests.helpers.templaterepo import make_template_repo
 
 TRUSTED = "AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS"
-
-USER_LINES = (
-    "\n# my own settings below; scaffold must keep them\n"
-    "MY_KEY='single quoted # not a comment'\n"
-    'OTHER="double \\"quoted\\""\n'
-    "  INDENTED = yes   # trailing comment\n"
-    "EMPTY=\n"
-    "AUTHENTIK_LOG_LEVEL=debug\n"
-)
 
 
 def scaffold_cli(project: Path, *args: str, env: dict[str, str] | None = None, user: str | None = None):
@@ -75,36 +64,6 @@ def copier_copy_cli(dest: Path, env: dict[str, str], *data: str) -> subprocess.C
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return generate(tmp_path / unique_name("det"), {})
-
-
-def test_twenty_cycles_keep_secrets_and_user_lines_byte_identical(tmp_path: Path):
-    template = make_template_repo(tmp_path / "template")
-    project = tmp_path / "sso"
-    copier.run_copy(
-        str(template), str(project), data={"domain": "sso.example.test", "acme_email": "a@example.test"},
-        defaults=True, unsafe=True, quiet=True,
-    )  # fmt: skip
-    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"], cwd=project, check=True
-    )
-    with (project / ".env").open("a") as handle:
-        handle.write(USER_LINES)
-    original = (project / ".env").read_bytes()
-
-    for cycle in range(20):
-        if cycle == 10:  # a copy over the existing project must not touch .env either
-            copier.run_copy(
-                str(template), str(project), defaults=True, unsafe=True, quiet=True, overwrite=True
-            )
-        copier.run_update(
-            str(project), defaults=True, overwrite=True, unsafe=True, quiet=True, skip_answered=True
-        )
-        assert main(["detect", str(project)]) == 0
-        assert main(["update", str(project)]) == 0
-        assert (project / ".env").read_bytes() == original, f".env changed in cycle {cycle}"
-    assert (project / ".env").stat().st_mode & 0o777 == 0o600
 
 
 def test_concurrent_runs_create_each_key_once(project: Path):

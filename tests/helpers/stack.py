@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 import socket
 import subprocess
@@ -24,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "sso.example.test"
 PEBBLE_DIRECTORY = "https://pebble:14000/dir"
 OVERRIDE = "compose.test.yaml"
+#: The health in `docker ps` STATUS: "Up 5 seconds (healthy)", "Up 1 second (health: starting)".
+_HEALTH_IN_STATUS = re.compile(r"\((?:health: )?(healthy|unhealthy|starting)\)")
 
 
 def free_port() -> int:
@@ -130,10 +133,23 @@ class Stack:
         return (state.get("Health") or {}).get("Status") or state.get("Status", "")
 
     def health_of_all(self) -> dict[str, str]:
-        """Every service's health (or state, without a healthcheck), from one `docker compose ps`."""
-        out = self.compose("ps", "--all", "--format", "json").stdout.strip()
-        rows = json.loads(out) if out.startswith("[") else [json.loads(line) for line in out.splitlines()]
-        return {row["Service"]: row.get("Health") or row.get("State", "") for row in rows}
+        """Every service's health (or state, without a healthcheck), as `docker compose ps` shows it.
+
+        Asked through `docker ps` on Compose's labels: the same answer for a fifth of the CPU of a
+        Compose call, which matters when every running stack asks once a second.
+        """
+        rows = docker(
+            "ps", "--all", "--filter", f"label=com.docker.compose.project={self.project}",
+            "--filter", "label=com.docker.compose.oneoff=False",
+            "--format", '{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Status}}',
+        ).stdout.splitlines()  # fmt: skip
+        every = {}
+        for row in rows:
+            service, state, status = row.split("\t")
+            health = _HEALTH_IN_STATUS.search(status)
+            if service:
+                every[service] = health.group(1) if health else state
+        return every
 
     def wait_healthy(self, services: tuple[str, ...], timeout: float = 240) -> None:
         """Until Docker calls every one of `services` healthy: one Compose call per second (a call
