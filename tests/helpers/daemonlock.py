@@ -24,9 +24,11 @@ TURNSTILE = Path(tempfile.gettempdir()) / "scaffold-tests-daemon.turnstile"
 
 
 @contextlib.contextmanager
-def daemon_access(exclusive: bool) -> Iterator[None]:
+def daemon_access(
+    exclusive: bool, lock_file: Path = LOCK, turnstile_file: Path = TURNSTILE
+) -> Iterator[None]:
     """Hold the daemon shared with other modules (False) or alone (True) for the block."""
-    with open(TURNSTILE, "a") as turnstile, open(LOCK, "a") as lock:
+    with open(turnstile_file, "a") as turnstile, open(lock_file, "a") as lock:
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
