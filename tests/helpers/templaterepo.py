@@ -23,10 +23,18 @@ def git(cwd: Path, *args: str) -> str:
     return result.stdout
 
 
+#: What copier needs to render the template and run its tasks (copier.yml's `_subdirectory`, its
+#: Jinja extension and task in scaffold/, the Swarm stack file it includes). Tests, benchmarks and
+#: docs stay out: every clone copier makes of a test template would check them out for nothing.
+TEMPLATE_PARTS = ("copier.yml", "pyproject.toml", "template", "scaffold", "swarm")
+
+
 def make_template_repo(dest: Path) -> Path:
     """A copy of this template (working tree) as a new repository tagged v1.0.0."""
     listed = git(REPO_ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     for name in sorted(set(filter(None, listed.split("\0")))):
+        if name.split("/", 1)[0] not in TEMPLATE_PARTS:
+            continue
         source = REPO_ROOT / name
         if not source.is_file():
             continue  # deleted in the working tree
