@@ -59,29 +59,42 @@ def generate(
     return dest
 
 
+def start_client_container(name: str, network: str, image: str, *options: str) -> str:
+    """A long-running (sleeping) client container on one network, for tests to `docker exec` in."""
+    docker(
+        "run", "-d", "--name", name, "--network", network, *options,
+        "--entrypoint", "sleep", image, "infinity",
+    )  # fmt: skip
+    return name
+
+
+def standin_services(project_dir: Path, images: Any) -> dict[str, Any]:
+    """The test-file services both targets share: stand-in images for PostgreSQL, nginx (also on a
+    `client` network, and the domain's name on `outbound`) and certbot (trusting pebble's CA, which
+    is written beside the project), and pebble itself. authentik's images are the caller's."""
+    (project_dir / "pebble-ca.pem").write_text(images.pebble_ca_pem)
+    return {
+        "postgresql": {"image": images.postgres},
+        "nginx": {
+            "image": images.nginx,
+            "networks": {"outbound": {"aliases": [DOMAIN]}, "client": {}},
+        },
+        "certbot": {
+            "image": images.certbot,
+            "environment": {"REQUESTS_CA_BUNDLE": "/opt/test-ca/pebble-ca.pem"},
+            "volumes": ["./pebble-ca.pem:/opt/test-ca/pebble-ca.pem:ro"],
+        },
+        "pebble": {"image": images.pebble, "networks": ["outbound"]},
+    }
+
+
 def write_override(project_dir: Path, images: Any) -> Path:
     """compose.test.yaml: stand-in images, pebble, the test CA, a client network. Nothing else."""
-    (project_dir / "pebble-ca.pem").write_text(images.pebble_ca_pem)
-    override = {
-        "services": {
-            "postgresql": {"image": images.postgres},
-            "server": {"image": images.authentik},
-            "worker": {"image": images.authentik},
-            "nginx": {
-                "image": images.nginx,
-                "networks": {"outbound": {"aliases": [DOMAIN]}, "client": {}},
-            },
-            "certbot": {
-                "image": images.certbot,
-                "environment": {"REQUESTS_CA_BUNDLE": "/opt/test-ca/pebble-ca.pem"},
-                "volumes": ["./pebble-ca.pem:/opt/test-ca/pebble-ca.pem:ro"],
-            },
-            "pebble": {"image": images.pebble, "networks": ["outbound"]},
-        },
-        "networks": {"client": {}},
-    }
+    services = standin_services(project_dir, images)
+    services["server"] = {"image": images.authentik}
+    services["worker"] = {"image": images.authentik}
     path = project_dir / OVERRIDE
-    path.write_text(json.dumps(override, indent=2))  # JSON is YAML
+    path.write_text(json.dumps({"services": services, "networks": {"client": {}}}, indent=2))  # JSON is YAML
     return path
 
 
@@ -178,13 +191,10 @@ class Stack:
     def start_client(self) -> str:
         """A long-running client container on the `client` network only (outside the trusted subnet)."""
         if self.client_container is None:
-            name = f"{self.project}-testclient"
-            docker(
-                "run", "-d", "--name", name, "--network", self.network_name("client"),
+            self.client_container = start_client_container(
+                f"{self.project}-testclient", self.network_name("client"), self.images.client,
                 "--label", f"com.docker.compose.project={self.project}",
-                "--entrypoint", "sleep", self.images.client, "infinity",
             )  # fmt: skip
-            self.client_container = name
         return self.client_container
 
     def client(self, *cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:

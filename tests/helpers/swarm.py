@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.stack import DOMAIN, REPO_ROOT, docker, free_port, generate, unique_name
+from tests.helpers.stack import (
+    REPO_ROOT,
+    docker,
+    free_port,
+    generate,
+    standin_services,
+    start_client_container,
+    unique_name,
+)
 
 ADDRESS_POOL = "10.231.0.0/16"
 OVERRIDE = "stack.test.yaml"
@@ -67,29 +75,12 @@ def single_node_swarm() -> Iterator[str]:
 
 
 def write_override(project_dir: Path, images: Any) -> Path:
-    """stack.test.yaml: stand-in images, pebble, the test CA, a `client` overlay. Nothing else."""
-    (project_dir / "pebble-ca.pem").write_text(images.pebble_ca_pem)
-    override = {
-        "services": {
-            "postgresql": {"image": images.postgres},
-            "nginx": {
-                "image": images.nginx,
-                "networks": {"outbound": {"aliases": [DOMAIN]}, "client": {}},
-            },
-            "certbot": {
-                "image": images.certbot,
-                "environment": {"REQUESTS_CA_BUNDLE": "/opt/test-ca/pebble-ca.pem"},
-                "volumes": ["./pebble-ca.pem:/opt/test-ca/pebble-ca.pem:ro"],
-            },
-            # No virtual IPs (the stack's own services have none either): this kernel may lack IPVS.
-            "pebble": {
-                "image": images.pebble,
-                "networks": ["outbound"],
-                "deploy": {"endpoint_mode": "dnsrr"},
-            },
-        },
-        "networks": {"client": {"driver": "overlay", "attachable": True}},
-    }
+    """stack.test.yaml: stand-in images, pebble, the test CA, a `client` overlay. Nothing else.
+    authentik's image comes from .env (see the module's docstring)."""
+    services = standin_services(project_dir, images)
+    # No virtual IPs (the stack's own services have none either): this kernel may lack IPVS.
+    services["pebble"]["deploy"] = {"endpoint_mode": "dnsrr"}
+    override = {"services": services, "networks": {"client": {"driver": "overlay", "attachable": True}}}
     path = project_dir / OVERRIDE
     path.write_text(json.dumps(override, indent=2))
     return path
@@ -168,12 +159,9 @@ class SwarmStack:
     def start_client(self) -> str:
         """A client container on the attachable `client` overlay (outside every trusted subnet)."""
         if self.client_container is None:
-            name = f"{self.project}-testclient"
-            docker(
-                "run", "-d", "--name", name, "--network", self.service("client"),
-                "--entrypoint", "sleep", self.images.client, "infinity",
-            )  # fmt: skip
-            self.client_container = name
+            self.client_container = start_client_container(
+                f"{self.project}-testclient", self.service("client"), self.images.client
+            )
         return self.client_container
 
     def client(self, *cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
