@@ -299,6 +299,13 @@ def check_acme_dns_secret(
         )
 
 
+def is_copier_replica(destination: object) -> bool:
+    """True for copier's temporary renders of the old and new version during an update (the
+    project may sit in a subfolder of one); the task's `when:` skips the hook there unless apps
+    need their nginx files (scaffold/hook.py), saving two Python starts per update."""
+    return any(part.startswith(COPIER_REPLICAS) for part in str(destination).split(os.sep))
+
+
 def dns_secret_stored(destination: object, acme_dns_provider: str) -> bool:
     """Whether the project's `.env` already holds the provider's secret (an update need not give it).
 
@@ -309,7 +316,7 @@ def dns_secret_stored(destination: object, acme_dns_provider: str) -> bool:
     provider = DNS_PROVIDERS.get(acme_dns_provider)
     if provider is None:
         return False
-    if any(part.startswith(COPIER_REPLICAS) for part in str(destination).split(os.sep)):
+    if is_copier_replica(destination):
         return True
     try:
         with open(os.path.join(str(destination), ".env"), encoding="utf-8") as handle:
@@ -975,6 +982,7 @@ def wildcard_covers(
 
 
 TEMPLATE_FILTERS: dict[str, Callable[..., Any]] = {
+    "is_copier_replica": is_copier_replica,
     "default_project_name": default_project_name,
     "acme_directory_url": acme_directory_url,
     "parsed_upstream_proxies": parse_upstream_proxies,

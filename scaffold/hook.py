@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 #: copier renders the old and new template versions into temporary folders with these
-#: prefixes during an update; `.env` is gitignored there, so nothing needs doing.
-#: (answer_rules.COPIER_REPLICAS, written out: the task must not import the rules to skip a replica)
+#: prefixes during an update; `.env` is gitignored there, so nothing needs doing. (copier.yml's
+#: `when:` skips the task there unless apps are answered: answer_rules.is_copier_replica; the
+#: prefixes are written out here because the task must not import the rules to skip a replica.)
 REPLICA_PREFIXES = ("copier._main.old_copy.", "copier._main.new_copy.")
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import copier
 from dotenv import dotenv_values
 
 from scaffold.cli import main
 from scaffold.inprocess import PACKAGE_DIR, claim_task, offer_task, same_files
 from tests.helpers.stack import unique_name
-from tests.helpers.templaterepo import edit, make_template_repo, release
+from tests.helpers.templaterepo import edit, git, make_template_repo, release
 
 TASK_LINE = "Running task 1 of 1"
 
@@ -82,3 +83,46 @@ def test_same_files_compares_every_file_but_bytecode(tmp_path: Path):
     assert not same_files(first, second)
     with offer_task() as offer:
         assert not claim_task(second) and not offer.claimed
+
+
+def test_copier_update_runs_the_hook_in_its_throwaway_renders_only_for_apps(tmp_path: Path, capfd):
+    """copier runs the task in the project and in its renders of the old and new version; the hook
+    has work in those renders only when apps need their nginx files (copier.yml's `when:`)."""
+    template = make_template_repo(tmp_path / "template")
+    edit(
+        template,
+        "scaffold/hook.py",
+        "    root = (project_dir or Path.cwd()).resolve()\n",
+        "    root = (project_dir or Path.cwd()).resolve()\n    print(f'hook ran in {root.name}')\n",
+    )
+    release(template, "v1.1.0")
+    project = tmp_path / "sso"
+    data = {"domain": "sso.example.test", "acme_email": "admin@example.test"}
+    data["project_name"] = unique_name("ip")
+    copier.run_copy(str(template), str(project), data=data, defaults=True, unsafe=True, quiet=True)
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "new")
+    capfd.readouterr()
+
+    def hook_runs() -> list[str]:
+        printed = "".join(capfd.readouterr())
+        runs = [line.removeprefix("hook ran in ") for line in printed.splitlines() if "hook ran" in line]
+        return [run.rpartition(".")[0] if run.startswith("copier.") else run for run in runs]
+
+    copier.run_update(str(project), defaults=True, overwrite=True, unsafe=True, skip_answered=True)
+    assert hook_runs() == ["sso"], "the hook ran in a throwaway render"
+    assert "AUTHENTIK_SECRET_KEY" in (project / ".env").read_text()
+
+    apps = {"whoami": {"host": "whoami.example.test", "upstream": "http://whoami:80"}}
+    copier.run_update(str(project), data={"apps": apps}, defaults=True, overwrite=True, unsafe=True)
+    runs = hook_runs()  # the render of the old answers has no app: no hook there
+    assert sorted(runs) == ["copier._main.new_copy", "sso"], runs
+    assert (project / "nginx/conf.d/apps/whoami.conf").is_file()
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "whoami")
+
+    copier.run_update(str(project), defaults=True, overwrite=True, unsafe=True, skip_answered=True)
+    runs = hook_runs()
+    assert sorted(runs) == ["copier._main.new_copy", "copier._main.old_copy", "sso"], runs
+    assert (project / "nginx/conf.d/apps/whoami.conf").is_file()

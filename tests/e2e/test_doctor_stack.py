@@ -97,7 +97,7 @@ def set_line(key: str, value: str):
 def serving(stack: Stack, target: str) -> Iterator[None]:
     """Point letsencrypt/scaffold/current at `target`, reload nginx; put everything back afterwards."""
     link = stack.dir / CURRENT
-    before, fingerprint = os.readlink(link), served(stack).fingerprint
+    before = os.readlink(link)
 
     def point(to: str) -> None:
         tmp = link.with_name(".current.test")
@@ -116,7 +116,11 @@ def serving(stack: Stack, target: str) -> Iterator[None]:
         logs = stack.compose("logs", "--tail", "30", "nginx", "certbot").stdout
         return f"nginx serves {serving_now}; current -> {os.readlink(link)}\n{logs}"
 
-    expected = cert_info(_der_of(stack.dir / "letsencrypt/scaffold" / target / "fullchain.pem")).fingerprint
+    def fingerprint_of(pointed_at: str) -> str:
+        chain = stack.dir / "letsencrypt/scaffold" / pointed_at / "fullchain.pem"
+        return cert_info(_der_of(chain)).fingerprint
+
+    expected = fingerprint_of(target)
     point(target)
     try:
         wait_for(
@@ -128,8 +132,9 @@ def serving(stack: Stack, target: str) -> Iterator[None]:
         yield
     finally:
         point(before)
+        # What `before` holds now: certbot may have renewed it meanwhile.
         wait_for(
-            lambda: served(stack).fingerprint == fingerprint,
+            lambda: served(stack).fingerprint == fingerprint_of(before),
             "nginx to serve the real certificate",
             timeout=20,
             context=state,
