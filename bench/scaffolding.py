@@ -14,12 +14,17 @@ command and every process it waited for), which moves least with the load of a s
   copier copy -T          the same with --skip-tasks
   copier copy, empty task the same with the task replaced by `python -P -c pass` (what copier and a
                           bare Python start cost before the hook does anything: the floor)
+  copier copy -T, no compile cache
+                          copier copy -T of the template with its Jinja extension's compile cache
+                          taken out (scaffold/copier_extension.py `remember_compiled_templates`)
   scaffold update         scaffold update DEST, no template change (DEST: a copy of a project made
                           by `scaffold new`, committed)
   copier update           copier update --trust --defaults --skip-answered --conflict inline DEST
                           (with the hook task: the same end state as scaffold update, whose own
                           detection step replaces the task; this is the fair comparison)
   copier update -T        the same with --skip-tasks (copier's bare update, for information)
+  copier update -T, no compile cache
+                          the same of a project of the template without the compile cache
   scaffold hook alone     python -P -m scaffold.hook, what copier's task runs, from a fresh copy of the
                           template as copier's clone is (information)
   scaffold --help         vs copier --help
@@ -167,6 +172,13 @@ def measure(args: argparse.Namespace) -> int:
         shutil.copytree(template, empty_task, symlinks=True)
         edit(empty_task, "copier.yml", "-P -m scaffold.hook", "-P -c pass")
         release(empty_task, "v1.0.1")
+        # The same template compiling every template string on every render, as copier does alone.
+        uncached = tmp / "template-no-compile-cache"
+        shutil.copytree(template, uncached, symlinks=True)
+        edit(
+            uncached, "scaffold/copier_extension.py", "        remember_compiled_templates(environment)\n", ""
+        )
+        release(uncached, "v1.0.1")
         counter = iter(range(1_000_000))
 
         def fresh(prefix: str) -> Path:
@@ -178,11 +190,12 @@ def measure(args: argparse.Namespace) -> int:
             return dest
 
         log("seed projects: one made by scaffold new (for updates), one by copier copy -T (for the hook)")
-        seed, bare = tmp / "seed", tmp / "bare"
-        run_timed(
-            [*scaffold_cmd, "new", str(seed), "--template", tpl, "--defaults", *DATA],
-            env={**env, **scaffold_env},
-        )
+        seed, bare, seed_uncached = tmp / "seed", tmp / "bare", tmp / "seed-no-compile-cache"
+        for destination, source in ((seed, tpl), (seed_uncached, str(uncached))):
+            run_timed(
+                [*scaffold_cmd, "new", str(destination), "--template", source, "--defaults", *DATA],
+                env={**env, **scaffold_env},
+            )
         run_timed([copier, "copy", "--trust", "--defaults", "--skip-tasks", *DATA, tpl, str(bare)], env=env)
         copy_cmd = [copier, "copy", "--trust", "--defaults", *DATA]
         update_cmd = [copier, "update", "--trust", "--defaults", "--skip-answered", "--conflict", "inline"]
@@ -197,6 +210,9 @@ def measure(args: argparse.Namespace) -> int:
                     ),
                     "copier copy": lambda: Run([*copy_cmd, tpl, str(fresh("cp"))]),
                     "copier copy -T": lambda: Run([*copy_cmd, "--skip-tasks", tpl, str(fresh("cpt"))]),
+                    "copier copy -T, no compile cache": lambda: Run(
+                        [*copy_cmd, "--skip-tasks", str(uncached), str(fresh("cpu"))]
+                    ),
                     "copier copy, empty task": lambda: Run([*copy_cmd, str(empty_task), str(fresh("cpe"))]),
                     # A fresh template copy each time, like copier's clone: no cached bytecode for it.
                     "scaffold hook alone": lambda: Run(
@@ -212,6 +228,9 @@ def measure(args: argparse.Namespace) -> int:
                     ),
                     "copier update": lambda: Run([*update_cmd, str(copy_of(seed))]),
                     "copier update -T": lambda: Run([*update_cmd, "--skip-tasks", str(copy_of(seed))]),
+                    "copier update -T, no compile cache": lambda: Run(
+                        [*update_cmd, "--skip-tasks", str(copy_of(seed_uncached))]
+                    ),
                 },
                 args.update_runs,
             ),
@@ -316,6 +335,18 @@ RATIOS = [
     ("scaffold update / copier update --skip-tasks", "scaffold update", "copier update -T", None),
     ("copier update (hook task) / --skip-tasks", "copier update", "copier update -T", None),
     ("scaffold --help / copier --help", "scaffold --help", "copier --help", 0.4),
+    (
+        "copier copy -T / the same compiling every render",
+        "copier copy -T",
+        "copier copy -T, no compile cache",
+        None,
+    ),
+    (
+        "copier update -T / the same compiling every render",
+        "copier update -T",
+        "copier update -T, no compile cache",
+        None,
+    ),
 ]
 
 
