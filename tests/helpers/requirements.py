@@ -39,7 +39,9 @@ def require(available: bool, what: str) -> None:
     pytest.skip(what)
 
 
+@functools.cache
 def compose_available() -> bool:
+    """Whether `docker compose` v2 runs (asked once per process: a Compose start costs ~0.15 s of CPU)."""
     import shutil
     import subprocess
 

@@ -30,6 +30,7 @@ from typing import Any
 from tests.helpers.stack import (
     REPO_ROOT,
     docker,
+    docker_api,
     free_port,
     generate,
     standin_services,
@@ -120,24 +121,23 @@ class SwarmStack:
     def service(self, name: str) -> str:
         return f"{self.project}_{name}"
 
+    # Asked through the API (tests/helpers/stack.py `docker_api`): `converged` is polled every two
+    # seconds, and through the CLI one poll started about ten `docker` processes.
+
     def inspect_service(self, name: str) -> dict[str, Any]:
-        return json.loads(docker("service", "inspect", self.service(name)).stdout)[0]
+        return docker_api().inspect_service(self.service(name))
 
     def tasks(self, name: str) -> list[dict[str, Any]]:
         """The service's tasks that Swarm wants running, as `docker inspect` shows them."""
-        ids = docker(
-            "service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", self.service(name)
-        ).stdout.split()
-        return [json.loads(docker("inspect", task).stdout)[0] for task in ids] if ids else []
+        return docker_api().tasks(filters={"service": self.service(name), "desired-state": "running"})
 
     def containers(self, name: str) -> list[str]:
         """Ids of the running containers of a service (this node is the whole swarm)."""
-        return docker(
-            "ps", "-q", "--no-trunc", "--filter", f"label=com.docker.swarm.service.name={self.service(name)}"
-        ).stdout.split()
+        label = f"com.docker.swarm.service.name={self.service(name)}"
+        return [row["Id"] for row in docker_api().containers(filters={"label": label})]
 
     def container_health(self, container: str) -> str:
-        state = json.loads(docker("inspect", container).stdout)[0]["State"]
+        state = docker_api().inspect_container(container)["State"]
         return (state.get("Health") or {}).get("Status") or state.get("Status", "")
 
     def converged(self, name: str, replicas: int) -> bool:
@@ -176,12 +176,11 @@ class SwarmStack:
         )  # fmt: skip
 
     def client_address(self) -> str:
-        data = json.loads(docker("inspect", self.start_client()).stdout)[0]
+        data = docker_api().inspect_container(self.start_client())
         return data["NetworkSettings"]["Networks"][self.service("client")]["IPAddress"]
 
     def nginx_address(self, network: str = "client") -> str:
-        container = self.containers("nginx")[0]
-        data = json.loads(docker("inspect", container).stdout)[0]
+        data = docker_api().inspect_container(self.containers("nginx")[0])
         return data["NetworkSettings"]["Networks"][self.service(network)]["IPAddress"]
 
     def env(self) -> dict[str, str | None]:
