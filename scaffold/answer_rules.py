@@ -299,13 +299,6 @@ def check_acme_dns_secret(
         )
 
 
-def is_copier_replica(destination: object) -> bool:
-    """True for copier's temporary renders of the old and new version during an update (the
-    project may sit in a subfolder of one); the task's `when:` skips the hook there unless apps
-    need their nginx files (scaffold/hook.py), saving two Python starts per update."""
-    return any(part.startswith(COPIER_REPLICAS) for part in str(destination).split(os.sep))
-
-
 def dns_secret_stored(destination: object, acme_dns_provider: str) -> bool:
     """Whether the project's `.env` already holds the provider's secret (an update need not give it).
 
@@ -325,6 +318,13 @@ def dns_secret_stored(destination: object, acme_dns_provider: str) -> bool:
         return False
     pattern = rf"(?m)^[ \t]*(?:export[ \t]+)?{provider.env_key}[ \t]*=[ \t]*['\"]?[^\s'\"#]"
     return re.search(pattern, text) is not None
+
+
+def is_copier_replica(destination: object) -> bool:
+    """True for copier's temporary renders of the old and new version during an update (the
+    project may sit in a subfolder of one); the task's `when:` skips the hook there unless apps
+    need their nginx files (scaffold/hook.py), saving two Python starts per update."""
+    return any(part.startswith(COPIER_REPLICAS) for part in str(destination).split(os.sep))
 
 
 def certbot_image(acme_challenge: str, acme_dns_provider: str = "rfc2136") -> str:

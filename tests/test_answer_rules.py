@@ -227,6 +227,15 @@ def test_a_dns_secret_already_in_env_counts_only_for_its_provider(tmp_path):
     assert dns_secret_stored(tmp_path / "copier._main.new_copy.x1y2" / "sso", "rfc2136")
 
 
+def test_copier_s_update_renders_are_told_apart_from_the_project():
+    from scaffold.answer_rules import is_copier_replica
+
+    for render in ("copier._main.old_copy.ab12", "copier._main.new_copy.cd34"):
+        assert is_copier_replica(f"/tmp/{render}") and is_copier_replica(f"/tmp/{render}/sub/sso")
+    for project in ("/srv/sso", "/srv/copier/sso", "/tmp/copier._vcs.clone.ab12", "/srv/copier._main.old"):
+        assert not is_copier_replica(project), project
+
+
 def test_answers_of_a_disabled_feature_are_not_checked():
     for question in ("smtp_host", "smtp_port", "smtp_username", "smtp_password", "smtp_from"):
         assert problem_with(question, "\n" if question != "smtp_port" else 0, smtp_enabled=False) == ""
