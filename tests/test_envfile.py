@@ -22,7 +22,7 @@ from scaffold import composeenv
 from scaffold.envfile import EnvDocument, EnvProblem
 from scaffold.errors import EnvFileError
 from tests.helpers.privileges import as_unprivileged_user
-from tests.helpers.requirements import compose_available, require
+from tests.helpers.requirements import compose_available, compose_binary, require
 
 
 def dotenv_reads(text: str) -> dict[str, str | None]:
@@ -371,9 +371,10 @@ def test_values_no_spelling_can_carry_are_refused(value: str) -> None:
 
 @pytest.fixture(scope="module")
 def compose() -> list[str]:
-    """The `docker compose` v2 command (no daemon needed for `config`); CI must have it."""
+    """Compose v2 (no daemon needed for `config`); CI must have it. Its binary is called directly:
+    the property test below asks it 120 times."""
     require(compose_available(), "`docker compose` v2 is not installed")
-    return ["docker", "compose"]
+    return compose_binary()
 
 
 def compose_reads(compose: list[str], directory: Path, env_text: str, keys: list[str]) -> dict[str, str]:
