@@ -26,9 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "sso.example.test"
 PEBBLE_DIRECTORY = "https://pebble:14000/dir"
 OVERRIDE = "compose.test.yaml"
-#: The health in `docker ps` STATUS: "Up 5 seconds (healthy)", "Up 1 second (health: starting)".
+#: The labels Compose puts on a service's containers: its service name and its number when scaled.
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
+#: The health in `docker ps` STATUS: "Up 5 seconds (healthy)", "Up 1 second (health: starting)".
 _HEALTH_IN_STATUS = re.compile(r"\((?:health: )?(healthy|unhealthy|starting)\)")
 
 
